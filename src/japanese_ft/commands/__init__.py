@@ -1,0 +1,1 @@
+"""Glue between the CLI and the library: option handling and summaries, one module per area."""

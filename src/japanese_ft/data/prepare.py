@@ -1,0 +1,283 @@
+"""`prepare-corpus`: LLM-jp JSONL -> normalized, filtered, deduplicated -> Megatron token files.
+
+The main process reads raw lines and makes every keep/drop decision in input order; workers
+(spawned processes) parse, clean, filter and tokenize batches. Results come back in order and
+at most `2 x workers` batches are in flight, so memory is bounded and the output is identical
+for any worker count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from japanese_ft.data.corpus import (
+    Location,
+    Malformed,
+    count_lines,
+    expand_inputs,
+    iter_lines,
+    parse_record,
+    shard_range,
+)
+from japanese_ft.data.token_file import TokenFileWriter, dtype_for_vocab
+from japanese_ft.data.tokenizer_files import load_tokenizer_json, resolve_eod_id
+from japanese_ft.errors import UserError
+from japanese_ft.text.dedup import ExactDeduplicator, MinHasher, NearDeduplicator, exact_key
+from japanese_ft.text.normalize import clean, normalize
+from japanese_ft.text.quality import QualityConfig, check_quality
+
+BATCH_BYTES = 1 << 20
+MAX_REPORTED_MALFORMED = 5
+
+
+@dataclass
+class PrepareOptions:
+    tokenizer: str
+    text_key: str = "text"
+    normalize: str = "nfc"
+    quality: QualityConfig | None = None
+    dedup: str = "exact"
+    eod: bool = True
+    workers: int = 1
+    strict: bool = False
+    shard: tuple[int, int] | None = None
+
+
+@dataclass
+class PrepareStats:
+    documents_in: int = 0
+    documents_written: int = 0
+    dropped: dict = field(default_factory=dict)
+    malformed_lines: int = 0
+    malformed_examples: list = field(default_factory=list)
+    tokens: int = 0
+    characters: int = 0
+    chars_per_token: float = 0.0
+    input_bytes: int = 0
+    seconds: float = 0.0
+    mb_per_s: float = 0.0
+    workers: int = 1
+    normalize: str = "nfc"
+    dedup: str = "exact"
+    filter: bool = False
+    eod: bool = True
+    shard: str | None = None
+    dtype: str = ""
+    inputs: list = field(default_factory=list)
+
+
+# ---- worker side -------------------------------------------------------------------------
+
+_W: dict = {}
+
+
+def _init_worker(tokenizer_json: str, opts: dict, single_thread: bool) -> None:
+    if single_thread:
+        os.environ["RAYON_NUM_THREADS"] = "1"  # one Rust thread per worker process
+    from tokenizers import Tokenizer
+
+    _W["tok"] = Tokenizer.from_str(tokenizer_json)
+    _W["opts"] = opts
+    _W["minhash"] = MinHasher() if opts["dedup"] == "near" else None
+
+
+def _process_batch(lines: list[bytes]) -> dict:
+    """Parse, clean, filter and tokenize one batch; decisions that need global state stay in main."""
+    opts = _W["opts"]
+    quality = QualityConfig(**opts["quality"]) if opts["quality"] is not None else None
+    malformed: list[tuple[int, str]] = []
+    dropped: Counter = Counter()
+    kept_idx, texts, keys, sigs = [], [], [], []
+    n_valid = 0
+    for i, raw in enumerate(lines):
+        rec = parse_record(raw, opts["text_key"])
+        if rec is None:
+            continue
+        if isinstance(rec, Malformed):
+            malformed.append((i, str(rec)))
+            continue
+        n_valid += 1
+        text = clean(normalize(rec[opts["text_key"]], opts["normalize"]))
+        if not text:
+            dropped["empty"] += 1
+            continue
+        if quality is not None:
+            reason = check_quality(text, quality)
+            if reason:
+                dropped[reason] += 1
+                continue
+        kept_idx.append(i)
+        texts.append(text)
+        keys.append(exact_key(text) if opts["dedup"] != "none" else 0)
+        if _W["minhash"] is not None:
+            sigs.append(_W["minhash"].signature(text))
+    lengths = np.zeros(len(texts), dtype=np.int64)
+    tokens = b""
+    if texts:
+        encodings = _W["tok"].encode_batch(texts, add_special_tokens=False)
+        eod = opts["eod_id"]
+        dtype = np.dtype(opts["dtype"])
+        parts = []
+        for j, enc in enumerate(encodings):
+            ids = enc.ids
+            if eod is not None:
+                ids = ids + [eod]
+            lengths[j] = len(ids)
+            parts.append(np.asarray(ids, dtype=dtype))
+        tokens = np.concatenate(parts).tobytes()
+    return {
+        "n_valid": n_valid,
+        "malformed": malformed,
+        "dropped": dropped,
+        "kept_idx": kept_idx,
+        "keys": keys,
+        "sigs": sigs,
+        "chars": [len(t) for t in texts],
+        "lengths": lengths,
+        "tokens": tokens,
+    }
+
+
+# ---- main side ---------------------------------------------------------------------------
+
+
+def _batches(line_iter, batch_bytes: int = BATCH_BYTES):
+    lines: list[bytes] = []
+    locs: list[Location] = []
+    size = 0
+    for raw, loc in line_iter:
+        lines.append(raw)
+        locs.append(loc)
+        size += len(raw)
+        if size >= batch_bytes:
+            yield lines, locs, size
+            lines, locs, size = [], [], 0
+    if lines:
+        yield lines, locs, size
+
+
+def _ordered_map(fn, batches, workers: int, initargs):
+    """Like Pool.imap but with at most 2 x workers batches in flight (bounded memory)."""
+    if workers <= 1:
+        _init_worker(*initargs[:2], False)
+        for lines, locs, size in batches:
+            yield fn(lines), locs, size
+        return
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # fork after the Rust tokenizer started threads can deadlock
+    with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+        pending: deque = deque()
+        for lines, locs, size in batches:
+            pending.append((pool.apply_async(fn, (lines,)), locs, size))
+            if len(pending) >= 2 * workers:
+                res, l, s = pending.popleft()
+                yield res.get(), l, s
+        while pending:
+            res, l, s = pending.popleft()
+            yield res.get(), l, s
+
+
+def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
+    """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`."""
+    files = expand_inputs(inputs)
+    tokenizer_json, eos = load_tokenizer_json(opts.tokenizer)
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(tokenizer_json)
+    eod_id = resolve_eod_id(tok, eos) if opts.eod else None
+    dtype = dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True))
+
+    start_line, stop_line = 0, None
+    if opts.shard is not None:
+        total_lines = count_lines(files)
+        start_line, stop_line = shard_range(total_lines, opts.shard)
+
+    worker_opts = {
+        "text_key": opts.text_key,
+        "normalize": opts.normalize,
+        "quality": asdict(opts.quality) if opts.quality is not None else None,
+        "dedup": opts.dedup,
+        "eod_id": eod_id,
+        "dtype": dtype.str,
+    }
+    stats = PrepareStats(
+        workers=opts.workers,
+        normalize=opts.normalize,
+        dedup=opts.dedup,
+        filter=opts.quality is not None,
+        eod=opts.eod,
+        shard=f"{opts.shard[0]}/{opts.shard[1]}" if opts.shard else None,
+        dtype=str(dtype),
+        inputs=[str(f) for f in files],
+    )
+    exact = ExactDeduplicator() if opts.dedup in ("exact", "near") else None
+    near = NearDeduplicator() if opts.dedup == "near" else None
+    dropped: Counter = Counter()
+    t0 = time.perf_counter()
+    writer = TokenFileWriter(output_prefix, dtype)
+    try:
+        batches = _batches(iter_lines(files, start_line, stop_line))
+        for res, locs, size in _ordered_map(_process_batch, batches, opts.workers, (tokenizer_json, worker_opts, True)):
+            stats.input_bytes += size
+            stats.documents_in += res["n_valid"]
+            dropped.update(res["dropped"])
+            for i, reason in res["malformed"]:
+                if opts.strict:
+                    raise UserError(f"{locs[i]}: {reason}")
+                stats.malformed_lines += 1
+                if len(stats.malformed_examples) < MAX_REPORTED_MALFORMED:
+                    stats.malformed_examples.append(f"{locs[i]}: {reason}")
+            _write_kept(res, writer, exact, near, dropped, stats)
+            if progress is not None:
+                progress(size, stats.documents_in)
+        if stats.documents_in == 0:
+            raise UserError(f"{', '.join(map(str, files))}: no valid documents in the input")
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    stats.seconds = round(time.perf_counter() - t0, 3)
+    stats.dropped = dict(sorted(dropped.items()))
+    stats.tokens = writer.tokens
+    stats.documents_written = writer.documents
+    stats.chars_per_token = round(stats.characters / stats.tokens, 4) if stats.tokens else 0.0
+    stats.mb_per_s = round(stats.input_bytes / 1e6 / max(stats.seconds, 1e-9), 3)
+    _write_json_atomic(Path(f"{output_prefix}.stats.json"), asdict(stats))
+    return stats
+
+
+def _write_kept(res: dict, writer: TokenFileWriter, exact, near, dropped: Counter, stats: PrepareStats) -> None:
+    lengths = res["lengths"]
+    if not len(lengths):
+        return
+    keep = np.ones(len(lengths), dtype=bool)
+    for j, key in enumerate(res["keys"]):
+        if exact is not None and exact.is_duplicate(key):
+            keep[j] = False
+            dropped["duplicate_exact"] += 1
+        elif near is not None and near.is_duplicate(res["sigs"][j]):
+            keep[j] = False
+            dropped["duplicate_near"] += 1
+    chars = np.asarray(res["chars"], dtype=np.int64)
+    stats.characters += int(chars[keep].sum())
+    if keep.all():
+        writer.add_raw(res["tokens"], lengths)
+        return
+    flat = np.frombuffer(res["tokens"], dtype=writer.dtype)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    for j in np.flatnonzero(keep):
+        writer.add_document(flat[offsets[j] : offsets[j + 1]])
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,90 @@
+"""Console output shared by the commands: progress bars and summary tables (Rich)."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+    DownloadColumn,
+)
+from rich.table import Table
+
+console = Console(stderr=True)
+out = Console()
+
+
+@contextmanager
+def byte_progress(description: str, total: int | None):
+    """A bar counting bytes (MB, MB/s, ETA) plus a free-text field for documents."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[extra]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+    with progress:
+        task = progress.add_task(description, total=total, extra="")
+
+        def update(advance: int, extra: str = "") -> None:
+            progress.update(task, advance=advance, extra=extra)
+
+        yield update
+
+
+@contextmanager
+def count_progress(description: str, total: int | None):
+    """A bar counting items (steps, questions) with ETA and a free-text field."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[extra]}"),
+        console=console,
+        disable=not console.is_terminal,
+    )
+    with progress:
+        task = progress.add_task(description, total=total, extra="")
+
+        def update(advance: int = 1, extra: str | None = None) -> None:
+            if extra is None:
+                progress.update(task, advance=advance)
+            else:
+                progress.update(task, advance=advance, extra=extra)
+
+        yield update
+
+
+def summary_table(title: str, rows: list[tuple[str, object]]) -> None:
+    """Print a two-column key/value table to stdout."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold cyan")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(str(key), str(value))
+    out.print(table)
+
+
+def error(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty()
