@@ -148,7 +148,8 @@ def _process_batch(lines: list[bytes]) -> dict:
 # ---- main side ---------------------------------------------------------------------------
 
 
-def _batches(line_iter, batch_bytes: int = BATCH_BYTES):
+def _batches(line_iter, batch_bytes: int | None = None):
+    batch_bytes = batch_bytes or BATCH_BYTES
     lines: list[bytes] = []
     locs: list[Location] = []
     size = 0
