@@ -1,0 +1,292 @@
+"""Causal-LM loss that never builds the full ``[tokens, vocab]`` fp32 logits.
+
+``causal_lm_loss(model, input_ids, labels, ...)`` returns ``(loss_sum, n_tokens)``: the fp32 sum
+of next-token cross-entropies over label positions != -100 (after the usual causal shift; labels
+follow the Hugging Face convention and have the same length as ``input_ids``), and the number of
+such tokens as a tensor. Dividing by a count gathered over all gradient-accumulation micro-batches
+(and ranks) gives a correctly normalized loss.
+
+How: run the decoder body to get the final hidden states, keep only the positions that carry a
+label, then walk them in chunks of ``chunk_size`` tokens. Per chunk the logits are one matmul in
+the autocast dtype (bf16 on GPU), the cross-entropy is computed in fp32, and -- when gradients are
+needed -- the gradient with respect to the logits is formed right away and folded into the
+gradients of the hidden states and the head weight (the "fused linear cross-entropy" trick). So
+forward and backward memory are one chunk of logits, and the head matmul is never recomputed.
+On CUDA the per-chunk elementwise part (fp32 log-softmax, gradient, cast back) is one
+``torch.compile``-fused kernel, which reads the bf16 logits twice instead of materializing fp32
+copies of them.
+
+Model structures understood: plain HF causal LMs (``model.get_decoder()`` / ``.model`` plus
+``get_output_embeddings()``), PEFT wrappers (``get_base_model()``), ``torch.compile`` wrappers
+(``_orig_mod``; compile the decoder *layers* in place if you want compiled speed with this loss),
+and FSDP2-wrapped models (the root forward runs with the head swapped for an identity, so FSDP's
+hooks all fire). Anything else falls back to ``model(...).logits`` with an ordinary fp32 CE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = -100
+
+
+# ---- structure discovery ------------------------------------------------------------------
+
+
+def _unwrap_compiled(model: nn.Module) -> nn.Module:
+    while hasattr(model, "_orig_mod") and isinstance(getattr(model, "_orig_mod"), nn.Module):
+        model = model._orig_mod
+    return model
+
+
+def _is_fsdp(module: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except Exception:  # pragma: no cover - very old torch
+        return False
+    return isinstance(module, FSDPModule)
+
+
+def unwrap_causal_lm(model: nn.Module) -> nn.Module:
+    """The HF ``*ForCausalLM`` inside compile/PEFT wrappers (LoRA layers stay injected)."""
+    model = _unwrap_compiled(model)
+    if hasattr(model, "get_base_model") and callable(model.get_base_model):
+        model = _unwrap_compiled(model.get_base_model())
+    return model
+
+
+def _parts(model: nn.Module):
+    """(causal_lm, decoder, head_module, head_attr_name) or None when the structure is unknown."""
+    lm = unwrap_causal_lm(model)
+    head = None
+    if hasattr(lm, "get_output_embeddings"):
+        try:
+            head = lm.get_output_embeddings()
+        except Exception:
+            head = None
+    if type(head) is not nn.Linear or getattr(head, "bias", None) is not None:
+        return None  # e.g. a LoRA-wrapped head or a biased head: use the generic path
+    head_name = next((n for n, m in lm.named_children() if m is head), None)
+    decoder = None
+    if hasattr(lm, "get_decoder"):
+        try:
+            decoder = lm.get_decoder()
+        except Exception:
+            decoder = None
+    if decoder is None:
+        decoder = getattr(lm, "model", None)
+    if not isinstance(decoder, nn.Module) or decoder is lm or head_name is None:
+        return None
+    return lm, decoder, head, head_name
+
+
+@contextlib.contextmanager
+def _head_replaced_by_identity(lm: nn.Module, head_name: str):
+    head = getattr(lm, head_name)
+    lm._modules[head_name] = nn.Identity()
+    try:
+        yield head
+    finally:
+        lm._modules[head_name] = head
+
+
+# ---- chunked linear + cross-entropy ---------------------------------------------------------
+
+
+def _ce_chunk_eager(logits: torch.Tensor, targets: torch.Tensor, want_grad: bool):
+    """fp32 CE sum over a chunk and (optionally) d(sum)/d(logits) in the logits' dtype."""
+    x = logits.float()
+    lse = torch.logsumexp(x, dim=-1)
+    tgt = x.gather(1, targets[:, None]).squeeze(1)
+    loss = (lse - tgt).sum()
+    if not want_grad:
+        return loss, None
+    p = torch.exp(x - lse[:, None])
+    cols = torch.arange(x.shape[1], device=x.device)
+    grad = torch.where(cols[None, :] == targets[:, None], p - 1.0, p)
+    return loss, grad.to(logits.dtype)
+
+
+def _ce_chunk_loss_only(logits: torch.Tensor, targets: torch.Tensor):
+    return _ce_chunk_eager(logits, targets, False)[0]
+
+
+def _ce_chunk_with_grad(logits: torch.Tensor, targets: torch.Tensor):
+    return _ce_chunk_eager(logits, targets, True)
+
+
+_COMPILED: dict[str, object] = {}
+_COMPILE_FAILED = False
+
+
+def _ce_kernels(device: torch.device):
+    """(loss_only, with_grad) callables; torch.compile-fused on CUDA when available."""
+    global _COMPILE_FAILED
+    if device.type != "cuda" or _COMPILE_FAILED or os.environ.get("JFT_CE_COMPILE", "1") == "0":
+        return _ce_chunk_loss_only, _ce_chunk_with_grad
+    if not _COMPILED:
+        _COMPILED["loss"] = torch.compile(_ce_chunk_loss_only, dynamic=True)
+        _COMPILED["grad"] = torch.compile(_ce_chunk_with_grad, dynamic=True)
+    return _COMPILED["loss"], _COMPILED["grad"]
+
+
+class _ChunkedLinearCE(torch.autograd.Function):
+    """sum_i CE(h_i @ W^T, t_i), computed chunk by chunk; gradients formed during forward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk_size, compute_dtype):
+        global _COMPILE_FAILED
+        need_h = ctx.needs_input_grad[0]
+        need_w = ctx.needs_input_grad[1]
+        want_grad = need_h or need_w
+        w = weight.to(compute_dtype)
+        h_all = hidden.to(compute_dtype)
+        n = h_all.shape[0]
+        loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_h = torch.empty_like(h_all) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        loss_fn, grad_fn = _ce_kernels(hidden.device)
+        for start in range(0, n, chunk_size):
+            h = h_all[start : start + chunk_size]
+            t = targets[start : start + chunk_size]
+            logits = h @ w.t()
+            try:
+                if want_grad:
+                    part, g = grad_fn(logits, t)
+                else:
+                    part, g = loss_fn(logits, t), None
+            except Exception:
+                if grad_fn is _ce_chunk_with_grad:
+                    raise
+                _COMPILE_FAILED = True  # compiled kernel unavailable here: eager from now on
+                loss_fn, grad_fn = _ce_chunk_loss_only, _ce_chunk_with_grad
+                part, g = _ce_chunk_eager(logits, t, want_grad)
+            loss += part
+            del logits
+            if g is not None:
+                if need_h:
+                    grad_h[start : start + chunk_size] = g @ w
+                if need_w:
+                    grad_w += (g.t() @ h).float()
+                del g
+        ctx.save_for_backward(
+            grad_h if need_h else torch.empty(0),
+            grad_w if need_w else torch.empty(0),
+        )
+        ctx.hidden_dtype = hidden.dtype
+        ctx.weight_dtype = weight.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        gh = gw = None
+        if ctx.needs_input_grad[0]:
+            gh = (grad_h.float() * grad_out).to(ctx.hidden_dtype)
+        if ctx.needs_input_grad[1]:
+            gw = (grad_w * grad_out).to(ctx.weight_dtype)
+        return gh, gw, None, None, None
+
+
+def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    dev = hidden.device.type
+    try:
+        if torch.is_autocast_enabled(dev):
+            return torch.get_autocast_dtype(dev)
+    except TypeError:  # older torch: no device argument
+        if dev == "cuda" and torch.is_autocast_enabled():
+            return torch.get_autocast_gpu_dtype()
+        if dev == "cpu" and torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+    return weight.dtype
+
+
+def linear_cross_entropy_sum(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 4096
+) -> torch.Tensor:
+    """fp32 sum of CE(hidden @ weight.T, targets) for 2-D hidden [N, H], targets [N] (all valid)."""
+    try:
+        from torch.distributed.tensor import DTensor
+
+        if isinstance(weight, DTensor):
+            weight = weight.full_tensor()
+    except Exception:  # pragma: no cover
+        pass
+    dtype = _compute_dtype(hidden, weight)
+    if not torch.is_grad_enabled():
+        hidden, weight = hidden.detach(), weight.detach()
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        return _ChunkedLinearCE.apply(hidden, weight, targets, max(1, int(chunk_size)), dtype)
+
+
+# ---- public entry point ----------------------------------------------------------------------
+
+
+def _shifted_targets(labels: torch.Tensor) -> torch.Tensor:
+    """targets[b, t] = labels[b, t + 1]; the last position of each row gets IGNORE_INDEX."""
+    pad = torch.full_like(labels[..., :1], IGNORE_INDEX)
+    return torch.cat([labels[..., 1:], pad], dim=-1)
+
+
+def _fallback_loss(model, input_ids, labels, position_ids, attention_mask):
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    logits = out.logits if hasattr(out, "logits") else out[0]
+    targets = _shifted_targets(labels)
+    loss = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    return loss, (targets != IGNORE_INDEX).sum()
+
+
+def causal_lm_loss(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    position_ids: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    chunk_size: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 sum of token CEs over shifted labels != -100, number of such tokens as a tensor).
+
+    ``attention_mask`` (2-D padding mask or a 4-D/block mask) and ``position_ids`` (e.g. reset per
+    packed document) are passed to the model unchanged.
+    """
+    parts = _parts(model)
+    if parts is None:
+        return _fallback_loss(model, input_ids, labels, position_ids, attention_mask)
+    lm, decoder, head, head_name = parts
+    kwargs = {"input_ids": input_ids, "use_cache": False}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    if position_ids is not None:
+        kwargs["position_ids"] = position_ids
+
+    outer = _unwrap_compiled(model)
+    if _is_fsdp(lm) or _is_fsdp(outer):
+        # Run the root forward (so FSDP2 unshards/reshards and registers its backward hooks) with
+        # the head swapped for an identity: ".logits" is then the final hidden state.
+        with _head_replaced_by_identity(lm, head_name):
+            out = outer(**kwargs)
+        hidden = out.logits if hasattr(out, "logits") else out[0]
+    else:
+        out = decoder(**kwargs)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+    targets = _shifted_targets(labels).reshape(-1)
+    valid = targets != IGNORE_INDEX
+    count = valid.sum()
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    idx = valid.nonzero().squeeze(1)
+    if idx.numel() == flat.shape[0]:
+        h, t = flat, targets
+    else:
+        h, t = flat.index_select(0, idx), targets.index_select(0, idx)
+    if h.shape[0] == 0:
+        return hidden.sum().float() * 0.0, count
+    loss = linear_cross_entropy_sum(h, head.weight, t, chunk_size)
+    return loss, count
