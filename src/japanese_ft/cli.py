@@ -82,6 +82,55 @@ def inspect_corpus_cmd(
 # ---- Q&A data commands (issue 3) ------------------------------------------------------------
 
 
+@app.command("build-qa")
+def build_qa_cmd(
+    inputs: List[Path] = typer.Argument(..., help="JSONL / JSONL.gz article files or directories of them."),
+    output_dir: Path = typer.Option(..., "--output-dir", help="Writes DIR/training.jsonl, DIR/validation.jsonl, DIR/stats.json."),
+    seed: int = typer.Option(42, "--seed", help="Chooses phrasings and the train/validation split (same seed, same bytes)."),
+    validation_ratio: float = typer.Option(0.05, "--validation-ratio", help="Share of articles (not pairs) put in validation."),
+    chunk_chars: int = typer.Option(800, "--chunk-chars", help="Target size of the sentence-aligned chunks."),
+    max_input_chars: int = typer.Option(200, "--max-input-chars", help="Drop pairs whose question is longer."),
+    min_output_chars: int = typer.Option(50, "--min-output-chars", help="Drop pairs whose answer is shorter."),
+    max_output_chars: int = typer.Option(1500, "--max-output-chars", help="Drop pairs whose answer is longer."),
+    text_key: str = typer.Option("text", "--text-key", help="JSON field holding the article text."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed line."),
+    exclude_squad: List[Path] = typer.Option([], "--exclude-squad", help="Skip articles whose title is in this SQuAD JSON (repeatable), e.g. the JSQuAD eval set."),
+) -> None:
+    """Turn Wikipedia-style articles into question/answer pairs for SFT."""
+    from japanese_ft.commands.qa import run_build_qa
+
+    run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_input_chars, min_output_chars,
+                 max_output_chars, text_key, strict, exclude_squad)
+
+
+@app.command("convert-squad")
+def convert_squad_cmd(
+    file: Path = typer.Argument(..., help="SQuAD v1.1/v2.0 JSON, e.g. jsquad-valid-v1.3.json."),
+    output: Path = typer.Option(..., "--output", help="Output JSONL: {input: 文章:…\\n質問:…, output: first answer, meta}."),
+    keep_title: bool = typer.Option(False, "--keep-title", help="Keep JSQuAD's 'title [SEP] ' context prefix."),
+) -> None:
+    """Convert SQuAD-format reading comprehension (JSQuAD) to {"input","output"} SFT records."""
+    from japanese_ft.commands.qa import run_convert_squad
+
+    run_convert_squad(file, output, strip_title=not keep_title)
+
+
+@app.command("download-corpus")
+def download_corpus_cmd(
+    name: str = typer.Argument(..., help="Corpus name: ja_wiki (LLM-jp Corpus v3 Japanese Wikipedia)."),
+    output_dir: Path = typer.Option(..., "--output-dir", help="Directory for the downloaded files."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Mirror or local server to fetch from instead of the LLM-jp GitLab."),
+    files: List[str] = typer.Option([], "--files", help="Only these file names (repeatable or comma-separated), e.g. train_0.jsonl.gz."),
+    sha256: List[str] = typer.Option([], "--sha256", help="Expected checksum NAME=HEX (repeatable) or @SHA256SUMS file."),
+    retries: int = typer.Option(5, "--retries", help="Retries per file after a broken connection or server error."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds without data before a connection counts as broken."),
+) -> None:
+    """Download corpus files with resume (HTTP Range), retries and size/checksum checks."""
+    from japanese_ft.commands.qa import run_download_corpus
+
+    run_download_corpus(name, output_dir, base_url, files, sha256, retries, timeout)
+
+
 # ---- model and training commands (issue 4) --------------------------------------------------
 
 

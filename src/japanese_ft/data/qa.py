@@ -130,6 +130,8 @@ class QAOptions:
     summary_chars: int = 400
     text_key: str = "text"
     strict: bool = False
+    # Titles whose articles are skipped (e.g. those of an evaluation set, to avoid contamination).
+    exclude_titles: frozenset = frozenset()
 
     def check(self) -> None:
         if not (0.0 <= self.validation_ratio < 1.0):
@@ -496,7 +498,9 @@ def build_qa(inputs: list[str | Path], output_dir: str | Path, options: QAOption
     final = {name: out_dir / name for name in OUTPUT_NAMES}
     tmp = {name: out_dir / f"{name}.tmp" for name in OUTPUT_NAMES}
 
-    stats = QAStats(inputs=[str(f) for f in files], options={k: v for k, v in asdict(opts).items() if k != "strict"})
+    options_dump = {k: v for k, v in asdict(opts).items() if k not in ("strict", "exclude_titles")}
+    options_dump["excluded_titles"] = len(opts.exclude_titles)
+    stats = QAStats(inputs=[str(f) for f in files], options=options_dump)
     kinds: Counter = Counter({k: 0 for k in KINDS})
     dropped: Counter = Counter()
     seen: set[bytes] = set()
@@ -548,6 +552,9 @@ def _one_article(rec: dict, opts: QAOptions, handles, stats: QAStats, kinds: Cou
         dropped["article_no_text"] += 1
         return
     title = normalize(title, "nfc")
+    if opts.exclude_titles and (title in opts.exclude_titles or display_title(title) in opts.exclude_titles):
+        dropped["article_excluded"] += 1
+        return
     pairs, why = article_pairs(title, text, article_id, opts)
     for reason, n in why.items():
         dropped[f"pair_{reason}"] += n

@@ -1,0 +1,130 @@
+"""build-qa / convert-squad / download-corpus glue: options in, library call, summary out."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+from japanese_ft.errors import UserError
+from japanese_ft.ui import byte_progress, console, summary_table
+
+
+def _squad_titles(paths: list[Path]) -> frozenset:
+    from japanese_ft.data.qa import display_title
+    from japanese_ft.data.squad import load_squad
+
+    titles = set()
+    for path in paths:
+        for article in load_squad(path)["data"]:
+            title = article.get("title") if isinstance(article, dict) else None
+            if isinstance(title, str) and title:
+                titles.update((title, display_title(title)))
+    return frozenset(titles)
+
+
+def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_input_chars, min_output_chars,
+                 max_output_chars, text_key, strict, exclude_squad=()):
+    from japanese_ft.data.corpus import expand_inputs
+    from japanese_ft.data.qa import QAOptions, build_qa
+
+    opts = QAOptions(
+        seed=seed,
+        validation_ratio=validation_ratio,
+        chunk_chars=chunk_chars,
+        max_input_chars=max_input_chars,
+        min_output_chars=min_output_chars,
+        max_output_chars=max_output_chars,
+        text_key=text_key,
+        strict=strict,
+        exclude_titles=_squad_titles(list(exclude_squad)) if exclude_squad else frozenset(),
+    )
+    opts.check()
+    files = expand_inputs(inputs)
+    gz = any(f.name.endswith(".gz") for f in files)
+    total = None if gz else sum(f.stat().st_size for f in files)
+    with byte_progress("build-qa", total) as update:
+        stats = build_qa([str(p) for p in inputs], output_dir, opts, progress=lambda n, arts: update(n, f"{arts:,} articles"))
+    for example in stats.malformed_examples:
+        console.print(f"[yellow]malformed line[/] {example}", highlight=False)
+    out = Path(output_dir)
+    kinds = ", ".join(f"{k}={v:,}" for k, v in stats.pairs.items())
+    dropped = ", ".join(f"{k}={v:,}" for k, v in stats.dropped.items()) or "none"
+    rows = [
+        ("articles in", f"{stats.articles_in:,}"),
+        ("articles used", f"{stats.articles_used:,}"),
+        ("pairs per kind", kinds),
+        ("training", f"{stats.training_pairs:,} pairs from {stats.training_articles:,} articles -> {out / 'training.jsonl'}"),
+        ("validation", f"{stats.validation_pairs:,} pairs from {stats.validation_articles:,} articles -> {out / 'validation.jsonl'}"),
+        ("dropped", dropped),
+        ("malformed lines", f"{stats.malformed_lines:,}"),
+        ("time", f"{stats.seconds:.1f} s"),
+        ("stats", str(out / "stats.json")),
+    ]
+    summary_table(f"build-qa -> {out}", rows)
+    if validation_ratio > 0 and stats.validation_pairs == 0:
+        console.print("[yellow]warning:[/] no article fell into validation; use more input or a larger --validation-ratio",
+                      highlight=False)
+
+
+def run_convert_squad(file, output, strip_title=True):
+    from japanese_ft.data.squad import convert_squad
+
+    stats = convert_squad(file, output, strip_title=strip_title)
+    summary_table(
+        f"convert-squad -> {output}",
+        [
+            ("questions", f"{stats.questions:,}"),
+            ("records written", f"{stats.written:,}"),
+            ("unanswerable skipped", f"{stats.unanswerable_skipped:,}"),
+            ("articles / passages", f"{stats.articles:,} / {stats.contexts:,}"),
+            ("input layout", "文章:{context}\\n質問:{question}"),
+        ],
+    )
+
+
+@contextmanager
+def _download_progress():
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+        console=console, disable=not console.is_terminal,
+    )
+    with progress:
+        def for_file(name: str):
+            task = progress.add_task(name, total=None)
+
+            def update(advance: int, total: int | None) -> None:
+                progress.update(task, advance=advance, total=total)
+
+            return update
+
+        yield for_file
+
+
+def run_download_corpus(name, output_dir, base_url, files, sha256, retries, timeout):
+    from japanese_ft.data.download import download_corpus, get_corpus, parse_checksums
+
+    corpus = get_corpus(name)
+    if retries < 0:
+        raise UserError(f"--retries must be >= 0, got {retries}")
+    checksums = parse_checksums(list(sha256 or []))
+    with _download_progress() as progress_for:
+        results = download_corpus(
+            name, output_dir, base_url=base_url, files=list(files or []) or None, sha256=checksums,
+            retries=retries, timeout=timeout, progress_for=progress_for,
+        )
+    total = sum(r.bytes for r in results)
+    counts = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    summary_table(
+        f"download-corpus {name} -> {output_dir}",
+        [
+            ("source", (base_url or corpus.base_url).rstrip("/")),
+            ("files", ", ".join(f"{k}={v}" for k, v in counts.items())),
+            ("bytes", f"{total:,} ({total / 1e9:.2f} GB)"),
+            ("verified", ", ".join(sorted({r.verified for r in results}))),
+            ("next", f"jft prepare-corpus {output_dir} --tokenizer TOKENIZER --output-prefix PREFIX"),
+        ],
+    )
