@@ -1,6 +1,6 @@
 """`build-qa`: Japanese Wikipedia articles -> question/answer pairs for SFT.
 
-`article_pairs(title, text, article_id, options)` is a pure function from one article to its
+`article_pairs(title, text, options)` is a pure function from one article to its
 pairs. `build_qa(inputs, output_dir, options)` streams LLM-jp style JSONL(.gz) through it and
 writes `training.jsonl`, `validation.jsonl` (`{"input", "output", "meta": {"id", "title",
 "kind"}}`) and `stats.json`.
@@ -18,8 +18,8 @@ Pair kinds (`meta.kind`):
 
 Every answer is a run of whole sentences sliced from the original paragraphs (paragraphs are
 joined by "\\n"); nothing is ever cut inside a sentence. Questions use several phrasings per
-kind, chosen by `random.Random(f"{seed}:{article_id}:{kind}:{slot}")`, which is stable across
-processes (string seeds are hashed with SHA-512, not with Python's randomized `hash`).
+kind: a per-article order from `random.Random(f"{seed}:{title}:{kind}")`, stable across processes
+(string seeds are hashed with SHA-512, not with Python's randomized `hash`).
 """
 
 from __future__ import annotations
@@ -251,8 +251,8 @@ def is_person(lead: str) -> bool:
 
 
 class _Phraser:
-    def __init__(self, seed: int, article_id: str, title: str):
-        self.seed, self.article_id, self.title = seed, article_id, title
+    def __init__(self, seed: int, title: str):
+        self.seed, self.title = seed, title
         self._shuffled: dict[str, list[str]] = {}
 
     def pick(self, kind: str, slot: int = 0, noun: str = "", table: str | None = None) -> str:
@@ -261,7 +261,7 @@ class _Phraser:
         order = self._shuffled.get(table)
         if order is None:
             order = list(PHRASINGS[table])
-            random.Random(f"{self.seed}:{self.article_id}:{table}").shuffle(order)
+            random.Random(f"{self.seed}:{self.title}:{table}").shuffle(order)
             self._shuffled[table] = order
         return order[slot % len(order)].format(t=self.title, n=noun)
 
@@ -288,10 +288,11 @@ def is_definitional(title: str, first_sentence: str, person: bool) -> bool:
 
 
 def _title_topic(title: str) -> re.Pattern:
-    return re.compile(rf"^{re.escape(title)}の({_NOUN}{{1,12}}?)(?:は|には|では)[、,]?")
+    # 「<title>の祭りは、…」: a noun (kanji/katakana, optionally ending in the okurigana り/み/ち/き).
+    return re.compile(rf"^{re.escape(title)}の({_NOUN}{{1,12}}?[りみちき]?)(?:は|には|では)[、,]?")
 
 
-def article_pairs(title: str, text: str, article_id: str = "", options: QAOptions | None = None) -> tuple[list[QAPair], Counter]:
+def article_pairs(title: str, text: str, options: QAOptions | None = None) -> tuple[list[QAPair], Counter]:
     """All pairs of one article after the length limits, and a Counter of dropped pairs by reason.
 
     `text` should already be normalized and cleaned (build_qa does NFC + `clean`).
@@ -302,7 +303,9 @@ def article_pairs(title: str, text: str, article_id: str = "", options: QAOption
     paragraphs, _ = split_sections(restore_subject(t, text))
     if not t or not paragraphs:
         return [], dropped
-    phr = _Phraser(opts.seed, article_id or t, t)
+    # Phrasings are keyed by the title (like the split): a re-dumped article under another id
+    # then yields the very same pairs, which the exact-duplicate filter drops.
+    phr = _Phraser(opts.seed, t)
     person = is_person(paragraphs[0].text)
     candidates: list[QAPair] = []
 
@@ -555,7 +558,7 @@ def _one_article(rec: dict, opts: QAOptions, handles, stats: QAStats, kinds: Cou
     if opts.exclude_titles and (title in opts.exclude_titles or display_title(title) in opts.exclude_titles):
         dropped["article_excluded"] += 1
         return
-    pairs, why = article_pairs(title, text, article_id, opts)
+    pairs, why = article_pairs(title, text, opts)
     for reason, n in why.items():
         dropped[f"pair_{reason}"] += n
     split = split_of(title, opts.seed, opts.validation_ratio)
