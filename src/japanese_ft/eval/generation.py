@@ -1,0 +1,202 @@
+"""Batched generation: left padding, KV cache, longest-first batches, per-row stopping.
+
+Built on `model.generate` (which keeps a KV cache and handles left-padded batches through the
+attention mask and derived position ids). We add what evaluation needs around it:
+prompts are sorted by token length so each batch holds similar lengths (less padding), every
+sequence stops at EOS *or* the chat template's end-of-turn token (`<|im_end|>`), outputs are
+returned in the caller's order, and the model's own generation_config (an instruct model may
+ship sampling defaults and a repetition penalty) never leaks into greedy evaluation.
+
+Greedy batched output equals one-at-a-time output on fp32 (tests/test_eval_generation.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>")
+
+
+@dataclass
+class Generated:
+    text: str  # decoded continuation, special tokens removed, cut at the first stop token
+    tokens: int  # generated tokens up to (excluding) the stop token
+    stopped: bool  # True when a stop token ended it, False when max_new_tokens did
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """EOS plus every end-of-turn token the vocabulary knows (ChatML's <|im_end|> and kin)."""
+    ids: list[int] = []
+    eos = tokenizer.eos_token_id
+    if isinstance(eos, int):
+        ids.append(eos)
+    elif isinstance(eos, (list, tuple)):
+        ids.extend(int(e) for e in eos)
+    vocab = tokenizer.get_vocab()
+    for tok in END_OF_TURN_TOKENS:
+        tid = vocab.get(tok)
+        if tid is not None and tid not in ids:
+            ids.append(int(tid))
+    return ids
+
+
+def _generation_config(max_new_tokens: int, temperature: float, top_p: float, stop_ids: list[int], pad_id: int):
+    from transformers import GenerationConfig
+
+    sample = temperature > 0
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=0,
+        do_sample=sample,
+        temperature=temperature if sample else 1.0,
+        top_p=top_p if sample else 1.0,
+        top_k=0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        num_beams=1,
+        eos_token_id=list(stop_ids),
+        pad_token_id=pad_id,
+    )
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    batch_size: int = 8,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop_ids: list[int] | None = None,
+    add_special_tokens: bool = True,
+    sort_by_length: bool = True,
+    seed: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Generated]:
+    """Generate a continuation for every prompt; results are in the order of `prompts`.
+
+    temperature 0 means greedy decoding; otherwise sampling with `temperature` and `top_p`.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if max_new_tokens < 1:
+        raise ValueError("max_new_tokens must be >= 1")
+    stop_ids = stop_token_ids(tokenizer) if stop_ids is None else list(stop_ids)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop_ids[0] if stop_ids else 0)
+    gen_cfg = _generation_config(max_new_tokens, temperature, top_p, stop_ids, pad_id)
+    encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+    order = list(range(len(prompts)))
+    if sort_by_length:
+        order.sort(key=lambda i: -len(encoded[i]))  # longest first: an OOM shows up at once
+    device = next(model.parameters()).device
+    stop_set = set(stop_ids)
+    results: list[Generated | None] = [None] * len(prompts)
+    if seed is not None:
+        torch.manual_seed(seed)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(encoded[i]) for i in idx)
+        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            ids = encoded[i]
+            if ids:
+                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                attention[row, width - len(ids) :] = 1
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=gen_cfg
+            )
+        new = out[:, width:].tolist()
+        for row, i in enumerate(idx):
+            ids = new[row]
+            stopped = False
+            for k, t in enumerate(ids):
+                if t in stop_set:
+                    ids, stopped = ids[:k], True
+                    break
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            results[i] = Generated(text=text, tokens=len(ids), stopped=stopped)
+        if progress is not None:
+            progress(len(idx))
+    return results  # type: ignore[return-value]
+
+
+def apply_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """The tokenizer's chat template when it has one, else jft's ChatML (japanese_ft.text.chat)."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    from japanese_ft.text.chat import render_chatml
+
+    return render_chatml(messages, add_generation_prompt=add_generation_prompt)
+
+
+def generate_text(
+    model,
+    tokenizer,
+    prompt: str,
+    chat: bool = False,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    system: str | None = None,
+) -> Generated:
+    """One prompt, as `jft generate` runs it; with `chat`, the prompt is one user turn."""
+    if chat:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        text = apply_chat(tokenizer, messages)
+        return generate(model, tokenizer, [text], max_new_tokens, 1, temperature, top_p, add_special_tokens=False, seed=seed)[0]
+    return generate(model, tokenizer, [prompt], max_new_tokens, 1, temperature, top_p, seed=seed)[0]
+
+
+class ChatSession:
+    """A conversation with history; `jft chat` drives it from input()."""
+
+    def __init__(self, model, tokenizer, system: str | None = None, max_new_tokens: int = 256,
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.system = system
+        self.max_new_tokens, self.temperature, self.top_p, self.seed = max_new_tokens, temperature, top_p, seed
+        self.reset()
+
+    def reset(self) -> None:
+        self.messages: list[dict] = [{"role": "system", "content": self.system}] if self.system else []
+
+    def prompt_text(self) -> str:
+        return apply_chat(self.tokenizer, self.messages)
+
+    def send(self, user_text: str) -> str:
+        self.messages.append({"role": "user", "content": user_text})
+        out = generate(self.model, self.tokenizer, [self.prompt_text()], self.max_new_tokens, 1,
+                       self.temperature, self.top_p, add_special_tokens=False, seed=self.seed)[0]
+        reply = out.text.strip()
+        self.messages.append({"role": "assistant", "content": reply})
+        return reply
+
+
+def run_repl(session: ChatSession, read: Callable[[str], str] = input, write: Callable[[str], None] = print) -> int:
+    """Read lines until /exit or EOF; /reset clears the history. Returns the number of turns."""
+    turns = 0
+    write("jft chat: type a message; /reset clears the history, /exit quits.")
+    while True:
+        try:
+            line = read("you> ")
+        except EOFError:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            session.reset()
+            write("(history cleared)")
+            continue
+        reply = session.send(line)
+        write(f"assistant> {reply}")
+        turns += 1
+    return turns

@@ -1,0 +1,149 @@
+"""Batched generation: equals one-at-a-time greedy, stops per row, keeps order; chat templates; REPL."""
+
+import pytest
+
+from eval_testutils import tiny_model_dir
+
+PROMPTS = [
+    "富士山",
+    "琵琶湖は滋賀県にある日本最大の湖である。湖の水は",
+    "質問",
+    "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。",
+    "味噌は大豆に",
+    "新幹線",
+    "日本",
+]
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    from japanese_ft.eval.loading import load_for_inference
+
+    return load_for_inference(tiny_model_dir(tmp_path_factory), device="cpu", dtype="float32")
+
+
+def _unbatched(model, tok, prompts, n, stop_ids):
+    from japanese_ft.eval.generation import generate
+
+    return [generate(model, tok, [p], n, batch_size=1, stop_ids=stop_ids)[0] for p in prompts]
+
+
+def test_batched_greedy_equals_unbatched(loaded):
+    from japanese_ft.eval.generation import generate
+
+    model, tok = loaded
+    one = _unbatched(model, tok, PROMPTS, 12, stop_ids=[])
+    assert len({o.text for o in one}) > 3, "outputs should differ between prompts for the test to mean anything"
+    for bs in (2, 3, 7):
+        many = generate(model, tok, PROMPTS, 12, batch_size=bs, stop_ids=[])
+        assert [m.text for m in many] == [o.text for o in one]
+        assert all(m.tokens == 12 and not m.stopped for m in many)
+    unsorted = generate(model, tok, PROMPTS, 12, batch_size=4, stop_ids=[], sort_by_length=False)
+    assert [m.text for m in unsorted] == [o.text for o in one]
+
+
+def test_each_row_stops_at_its_own_stop_token(loaded):
+    import torch
+
+    from japanese_ft.eval.generation import generate
+
+    model, tok = loaded
+    # raw greedy token ids without stopping
+    raw = []
+    for p in PROMPTS:
+        enc = tok([p], return_tensors="pt")
+        with torch.no_grad():
+            from japanese_ft.eval.generation import _generation_config
+
+            out = model.generate(**enc, generation_config=_generation_config(10, 0.0, 1.0, [], tok.pad_token_id))
+        raw.append(out[0, enc["input_ids"].shape[1]:].tolist())
+    stop = raw[0][3]  # a token the first prompt emits at step 4
+    many = generate(model, tok, PROMPTS, 10, batch_size=len(PROMPTS), stop_ids=[stop])
+    for ids, got in zip(raw, many):
+        cut = ids.index(stop) if stop in ids else len(ids)
+        assert got.tokens == cut
+        assert got.stopped == (stop in ids)
+        assert got.text == tok.decode(ids[:cut], skip_special_tokens=True)
+    assert many[0].tokens <= 3 and many[0].stopped
+    assert any(not g.stopped for g in many), "other rows must keep going"
+
+
+def test_stop_ids_include_end_of_turn(loaded):
+    from japanese_ft.eval.generation import stop_token_ids
+
+    _, tok = loaded
+    ids = stop_token_ids(tok)
+    assert tok.eos_token_id in ids
+    assert tok.convert_tokens_to_ids("<|im_end|>") in ids
+
+
+def test_model_generation_config_does_not_leak(loaded):
+    """An instruct checkpoint may ship do_sample/temperature/repetition_penalty defaults."""
+    from japanese_ft.eval.generation import generate
+
+    model, tok = loaded
+    base = [g.text for g in generate(model, tok, PROMPTS[:3], 8, stop_ids=[])]
+    old = model.generation_config
+    try:
+        model.generation_config.do_sample = True
+        model.generation_config.temperature = 5.0
+        model.generation_config.repetition_penalty = 3.0
+        model.generation_config.top_k = 2
+        again = [g.text for g in generate(model, tok, PROMPTS[:3], 8, stop_ids=[])]
+    finally:
+        model.generation_config = old
+        model.generation_config.do_sample = False
+        model.generation_config.repetition_penalty = 1.0
+    assert again == base
+
+
+def test_sampling_is_seeded(loaded):
+    from japanese_ft.eval.generation import generate
+
+    model, tok = loaded
+    a = generate(model, tok, PROMPTS[:3], 8, temperature=1.0, top_p=0.9, seed=1, stop_ids=[])
+    b = generate(model, tok, PROMPTS[:3], 8, temperature=1.0, top_p=0.9, seed=1, stop_ids=[])
+    assert [x.text for x in a] == [x.text for x in b]
+
+
+def test_chat_template_fallback_and_own_template(loaded):
+    from japanese_ft.eval.generation import apply_chat
+    from japanese_ft.text.chat import render_chatml
+
+    _, tok = loaded
+    msgs = [{"role": "user", "content": "こんにちは"}]
+    assert not getattr(tok, "chat_template", None)
+    assert apply_chat(tok, msgs) == render_chatml(msgs, add_generation_prompt=True)
+    assert apply_chat(tok, msgs).endswith("<|im_start|>assistant\n")
+    tok.chat_template = "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+    try:
+        assert apply_chat(tok, msgs) == "[user]こんにちは[assistant]"
+    finally:
+        tok.chat_template = None
+
+
+def test_chat_session_history_and_repl(loaded):
+    from japanese_ft.eval.generation import ChatSession, run_repl
+
+    model, tok = loaded
+    session = ChatSession(model, tok, system="あなたは親切です。", max_new_tokens=5)
+    lines = iter(["こんにちは", "", "富士山は？", "/reset", "日本", "/exit", "never read"])
+    said = []
+    turns = run_repl(session, read=lambda _p: next(lines), write=said.append)
+    assert turns == 3
+    assert "(history cleared)" in said
+    # after /reset only the system message and the last exchange remain
+    assert [m["role"] for m in session.messages] == ["system", "user", "assistant"]
+    assert session.messages[1]["content"] == "日本"
+    assert session.prompt_text().startswith("<|im_start|>system\nあなたは親切です。<|im_end|>\n")
+
+
+def test_repl_stops_on_eof(loaded):
+    from japanese_ft.eval.generation import ChatSession, run_repl
+
+    model, tok = loaded
+
+    def read(_p):
+        raise EOFError
+
+    assert run_repl(ChatSession(model, tok, max_new_tokens=2), read=read, write=lambda s: None) == 0
