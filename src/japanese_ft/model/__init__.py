@@ -1,0 +1,1 @@
+"""Loading and initialising HF causal LMs and tokenizers, presets, LoRA wrapping, merge/export."""

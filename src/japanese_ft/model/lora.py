@@ -1,0 +1,93 @@
+"""LoRA through PEFT: wrap a model, reload an adapter for training, merge an adapter for export."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from japanese_ft.errors import UserError
+
+
+def _targets(target_modules):
+    if isinstance(target_modules, str):
+        return target_modules
+    targets = list(target_modules)
+    if targets == ["all-linear"]:
+        return "all-linear"  # PEFT: every linear layer except the output head
+    return targets
+
+
+def apply_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.1, target_modules=("all-linear",)):
+    """Freeze the base model and add LoRA adapters; returns the PeftModel."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=_targets(target_modules),
+                        bias="none", task_type="CAUSAL_LM")
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise UserError(f"lora.target_modules {list(target_modules)}: {exc}") from None
+
+
+def load_adapter(model, adapter_dir: str | Path, trainable: bool = True):
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts, counting tied/shared tensors once."""
+    seen = set()
+    trainable = total = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n = p.numel()
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "auto", trust_remote_code: bool = False) -> dict:
+    """Base checkpoint + LoRA adapter -> merged HF checkpoint (safetensors) + tokenizer + generation config.
+
+    The merge runs in fp32 and the result is saved in `dtype` ("auto": the base checkpoint's dtype).
+    """
+    import json
+
+    import torch
+
+    from japanese_ft.model.load import load_model, load_tokenizer, resolve_dtype, save_hf_checkpoint
+
+    base_p, adapter_p, output = Path(base), Path(adapter), Path(output)
+    if not (adapter_p / "adapter_config.json").exists():
+        raise UserError(f"--adapter {adapter_p}: no adapter_config.json here (point it at a lora run's final/ or a checkpoint)")
+    if base_p.exists() is False and str(base).startswith((".", "/", "~")):
+        raise UserError(f"--base {base}: not found")
+    if output.exists() and any(output.iterdir()):
+        raise UserError(f"--output {output}: directory exists and is not empty")
+    if dtype == "auto":
+        cfg_path = base_p / "config.json"
+        stored = None
+        if cfg_path.exists():
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+            stored = cfg.get("dtype") or cfg.get("torch_dtype")
+        dtype = stored or "float32"
+    out_dtype = resolve_dtype(dtype)
+    model = load_model(base, torch.float32, attn_implementation=None, trust_remote_code=trust_remote_code)
+    peft_model = load_adapter(model, adapter_p, trainable=False)
+    merged = peft_model.merge_and_unload()
+    merged.to(out_dtype)
+    tok_src = adapter_p if (adapter_p / "tokenizer_config.json").exists() else base
+    tok = load_tokenizer(str(tok_src), trust_remote_code=trust_remote_code)
+    tmp = output.with_name(output.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_hf_checkpoint(merged, tok, tmp)
+    if output.exists():
+        output.rmdir()
+    os.replace(tmp, output)
+    return {"base": str(base), "adapter": str(adapter_p), "output": str(output), "dtype": dtype,
+            "parameters": sum(p.numel() for p in merged.parameters())}

@@ -1,0 +1,160 @@
+"""Checkpoints: model or adapter (safetensors), optimizer, scheduler, RNG and data position.
+
+Layout of `OUTPUT_DIR/checkpoints/step_000100/`:
+  full modes  config.json, model.safetensors, generation_config.json, tokenizer files (an HF checkpoint)
+  lora        adapter_config.json, adapter_model.safetensors, tokenizer files (a PEFT adapter)
+  optimizer.pt        full (unsharded) optimizer state keyed by parameter name
+  trainer_state.pt    step, scheduler, data position, counters
+  rng_rank{R}.pt      torch / CUDA / Python RNG states of every rank
+  config.yaml         the resolved run config
+A checkpoint is written to `step_000100.tmp/` and renamed when complete, so an interrupted save
+never looks like a checkpoint; only the newest `keep_last` are kept. torch states are read with
+`torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from japanese_ft.train.distributed import World, barrier, is_fsdp
+
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+@dataclass
+class CheckpointConfig:
+    output_dir: str
+    keep_last: int = 2
+    lora: bool = False
+
+
+def _state_dict_api():
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    return StateDictOptions, get_model_state_dict, get_optimizer_state_dict, set_optimizer_state_dict
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(_as_tuple(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+class Checkpointer:
+    def __init__(self, cfg: CheckpointConfig, world: World) -> None:
+        self.cfg = cfg
+        self.world = world
+        self.root = Path(cfg.output_dir) / "checkpoints"
+
+    # ---- discovery ----
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        if not self.root.exists():
+            return []
+        found = []
+        for p in self.root.iterdir():
+            m = _STEP_DIR.match(p.name)
+            if m and p.is_dir() and (p / "trainer_state.pt").exists():
+                found.append((int(m.group(1)), p))
+        return sorted(found)
+
+    def latest(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1][1] if found else None
+
+    def clean_partial(self) -> None:
+        if self.world.is_main and self.root.exists():
+            for p in self.root.glob("*.tmp"):
+                shutil.rmtree(p, ignore_errors=True)
+        barrier(self.world)
+
+    # ---- saving ----
+    def save(self, step: int, model, optimizer, scheduler, trainer_state: dict, tokenizer, run_config) -> Path:
+        """Collective: every rank must call it."""
+        from japanese_ft.config import save_config
+
+        final = self.root / f"step_{step:06d}"
+        tmp = self.root / f"step_{step:06d}.tmp"
+        if self.world.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        barrier(self.world)
+        save_model(model, tmp, tokenizer, self.cfg.lora, self.world)
+        optim_state = optimizer_state_dict(model, optimizer, self.world)
+        if self.world.is_main:
+            torch.save(optim_state, tmp / "optimizer.pt")
+            torch.save({**trainer_state, "step": step, "scheduler": scheduler.state_dict()}, tmp / "trainer_state.pt")
+            save_config(run_config, tmp / "config.yaml")
+        torch.save(rng_state(), tmp / f"rng_rank{self.world.rank}.pt")
+        barrier(self.world)
+        if self.world.is_main:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for _, old in self.checkpoints()[: -max(1, self.cfg.keep_last)]:
+                shutil.rmtree(old, ignore_errors=True)
+        barrier(self.world)
+        return final
+
+    # ---- loading (the model itself is loaded from the directory by the model builder) ----
+    def load_training_state(self, path: Path, model, optimizer, scheduler) -> dict:
+        StateDictOptions, _, _, set_optimizer_state_dict = _state_dict_api()
+        optim_state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        set_optimizer_state_dict(model, optimizer, optim_state, options=StateDictOptions(full_state_dict=True))
+        state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+        scheduler.load_state_dict(state["scheduler"])
+        rng_file = path / f"rng_rank{self.world.rank}.pt"
+        if rng_file.exists():
+            set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=True))
+        return state
+
+
+def full_model_state_dict(model, world: World):
+    """Unsharded CPU state dict on rank 0 (collective under FSDP); None on other ranks."""
+    StateDictOptions, get_model_state_dict, _, _ = _state_dict_api()
+    sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return sd if world.is_main else None
+
+
+def optimizer_state_dict(model, optimizer, world: World):
+    StateDictOptions, _, get_optimizer_state_dict, _ = _state_dict_api()
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def save_model(model, out_dir: Path, tokenizer, lora: bool, world: World) -> None:
+    """HF checkpoint (full modes) or PEFT adapter (lora) + tokenizer + generation config. Collective."""
+    from japanese_ft.model.load import generation_config_for, save_hf_checkpoint
+
+    if lora:
+        if world.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(str(out_dir))
+            tokenizer.save_pretrained(str(out_dir))
+            generation_config_for(tokenizer, None).save_pretrained(str(out_dir))
+        return
+    state = full_model_state_dict(model, world) if (is_fsdp(model) or world.distributed) else None
+    if world.is_main:
+        save_hf_checkpoint(model, tokenizer, out_dir, state_dict=state)

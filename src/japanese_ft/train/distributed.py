@@ -1,0 +1,161 @@
+"""Process-group setup from torchrun's environment, FSDP2 sharding, and small collectives.
+
+`torchrun --nproc_per_node N` (or multi-node torchrun / srun) sets RANK, LOCAL_RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT; one process without them is world size 1 and uses no process group.
+Backend: nccl on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class World:
+    rank: int = 0
+    local_rank: int = 0
+    size: int = 1
+    device: torch.device = torch.device("cpu")
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def pick_device(preference: str = "auto") -> str:
+    if preference == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return preference
+
+
+def setup_distributed(device_preference: str = "auto") -> World:
+    from japanese_ft.errors import UserError
+
+    kind = pick_device(device_preference)
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device=cuda but CUDA is not available")
+    size = env_world_size()
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local_rank) if kind == "cuda" else torch.device("cpu")
+    if kind == "cuda":
+        torch.cuda.set_device(device)
+    backend = None
+    if size > 1:
+        backend = "nccl" if kind == "cuda" else "gloo"
+        if not dist.is_initialized():
+            kwargs = {"device_id": device} if kind == "cuda" else {}
+            dist.init_process_group(backend=backend, **kwargs)
+    return World(rank=rank, local_rank=local_rank, size=size, device=device, backend=backend)
+
+
+def teardown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:
+    if world.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_max(t: torch.Tensor, world: World) -> torch.Tensor:
+    if world.distributed:
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t
+
+
+def barrier(world: World) -> None:
+    if world.distributed:
+        dist.barrier()
+
+
+def broadcast_object(obj, world: World):
+    if not world.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def decoder_layers(model) -> list:
+    """The transformer blocks (the classes HF lists in `_no_split_modules`), in order."""
+    names = set()
+    for m in model.modules():
+        names.update(getattr(m, "_no_split_modules", None) or [])
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:  # fall back to the largest ModuleList
+        lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+        if lists:
+            layers = list(max(lists, key=len))
+    return layers
+
+
+def apply_fsdp(model, world: World, bf16: bool = False):
+    """FSDP2: `fully_shard` every decoder layer, then the root (embeddings, final norm, head).
+
+    bf16 (CUDA): parameters are all-gathered in bf16 for compute, gradients reduced in fp32, and
+    the sharded master weights and optimizer state stay fp32.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+
+    try:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    except ImportError:  # torch < 2.6
+        from torch.distributed._composable.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mesh = init_device_mesh(world.device.type, (world.size,))
+    kwargs = {"mesh": mesh}
+    if bf16:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    layers = decoder_layers(model)
+    for i, layer in enumerate(layers):
+        # the last layer's parameters are needed again at once in backward: keep them gathered
+        fully_shard(layer, reshard_after_forward=i < len(layers) - 1, **kwargs)
+    fully_shard(model, **kwargs)
+    return model
+
+
+def is_fsdp(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        from torch.distributed._composable.fsdp import FSDPModule
+    return isinstance(model, FSDPModule)
+
+
+def set_gradient_sync(model, enabled: bool) -> None:
+    """FSDP2: skip the reduce-scatter on all but the last gradient-accumulation micro-batch."""
+    if is_fsdp(model):
+        model.set_requires_gradient_sync(enabled)
+
+
+def average_gradients(params, world: World) -> None:
+    """Replicated training (LoRA on several ranks): average gradients over ranks."""
+    if not world.distributed:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world.size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset : offset + n].view_as(g))
+        offset += n
