@@ -118,13 +118,13 @@ def download_file(
         return FileResult(dest.name, str(dest), size, "present", "sha256" if sha256 else "unverified")
     dest.parent.mkdir(parents=True, exist_ok=True)
     resumed_from = part.stat().st_size if part.exists() else 0
-    reported = 0  # bytes passed to progress so far
+    state = _Progress(progress)
     total: int | None = None
     attempt = 0
     while True:
         attempt += 1
         try:
-            total, reported = _transfer(url, part, timeout, progress, reported)
+            total = _transfer(url, part, timeout, state)
             break
         except _Retry as exc:
             if attempt > retries:
@@ -144,8 +144,24 @@ def download_file(
     return FileResult(dest.name, str(dest), size, "resumed" if resumed_from else "downloaded", verified, attempt)
 
 
-def _transfer(url: str, part: Path, timeout: float, progress, reported: int) -> tuple[int | None, int]:
-    """One HTTP attempt appending to `part`. Returns (total size or None, bytes reported)."""
+class _Progress:
+    """Forwards byte counts to the caller's callback and remembers how many it has reported,
+    so a retry that resumes (or restarts) a file keeps the bar consistent."""
+
+    def __init__(self, callback):
+        self.callback, self.reported = callback, 0
+
+    def to(self, position: int, total: int | None) -> None:
+        if self.callback is not None and position != self.reported:
+            self.callback(position - self.reported, total)  # negative when a restart discards bytes
+        self.reported = position
+
+    def add(self, n: int, total: int | None) -> None:
+        self.to(self.reported + n, total)
+
+
+def _transfer(url: str, part: Path, timeout: float, progress: _Progress) -> int | None:
+    """One HTTP attempt appending to `part`. Returns the total size (None if not announced)."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": _user_agent(), "Accept-Encoding": "identity"}
     if offset:
@@ -158,9 +174,8 @@ def _transfer(url: str, part: Path, timeout: float, progress, reported: int) -> 
             # Nothing left to send: the .part may already be complete, or longer than the file.
             m = _CONTENT_RANGE_UNSAT.match(exc.headers.get("Content-Range", "") or "")
             if m and int(m.group(1)) == offset:
-                if progress is not None and reported < offset:
-                    progress(offset - reported, offset)
-                return offset, offset
+                progress.to(offset, offset)
+                return offset
             part.unlink(missing_ok=True)
             raise _Retry("server rejected the resume range; starting over") from None
         if exc.code in _RETRY_STATUS:
@@ -185,9 +200,7 @@ def _transfer(url: str, part: Path, timeout: float, progress, reported: int) -> 
             offset, mode = 0, "wb"  # the server ignored Range (or there was none): start over
         else:
             raise _Retry(f"unexpected HTTP status {status}")
-        if progress is not None and reported != offset:
-            progress(offset - reported, total)  # negative when a restart discards bytes
-            reported = offset
+        progress.to(offset, total)
         written = offset
         try:
             with open(part, mode) as fh:
@@ -197,9 +210,7 @@ def _transfer(url: str, part: Path, timeout: float, progress, reported: int) -> 
                         break
                     fh.write(chunk)
                     written += len(chunk)
-                    if progress is not None:
-                        progress(len(chunk), total)
-                        reported += len(chunk)
+                    progress.add(len(chunk), total)
         except _TRANSIENT as exc:
             raise _Retry(f"connection broken after {written} bytes ({exc or type(exc).__name__})") from None
     if total is not None:
@@ -208,7 +219,7 @@ def _transfer(url: str, part: Path, timeout: float, progress, reported: int) -> 
         if written > total:
             part.unlink(missing_ok=True)
             raise UserError(f"{url}: received {written} bytes but the server announced {total}; the partial file was removed")
-    return total, reported
+    return total
 
 
 def parse_checksums(items: list[str]) -> dict[str, str]:
