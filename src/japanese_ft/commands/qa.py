@@ -61,7 +61,9 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
         ("stats", str(out / "stats.json")),
     ]
     summary_table(f"build-qa -> {out}", rows)
-    if validation_ratio > 0 and stats.validation_pairs == 0:
+    if stats.articles_used == 0:
+        console.print("[yellow]warning:[/] no pairs were written; see 'dropped' above", highlight=False)
+    elif validation_ratio > 0 and stats.validation_pairs == 0:
         console.print("[yellow]warning:[/] no article fell into validation; use more input or a larger --validation-ratio",
                       highlight=False)
 
@@ -123,7 +125,7 @@ def run_download_corpus(name, output_dir, base_url, files, sha256, retries, time
         [
             ("source", (base_url or corpus.base_url).rstrip("/")),
             ("files", ", ".join(f"{k}={v}" for k, v in counts.items())),
-            ("bytes", f"{total:,} ({total / 1e9:.2f} GB)"),
+            ("bytes", f"{total:,} ({total / 1e6:,.1f} MB)"),
             ("verified", ", ".join(sorted({r.verified for r in results}))),
             ("next", f"jft prepare-corpus {output_dir} --tokenizer TOKENIZER --output-prefix PREFIX"),
         ],
