@@ -134,7 +134,196 @@ def download_corpus_cmd(
 # ---- model and training commands (issue 4) --------------------------------------------------
 
 
+@app.command("init-model")
+def init_model_cmd(
+    preset: str = typer.Option(..., "--preset", help="tiny (2 layers, 64 wide) or qwen2.5-0.5b (the exact architecture)."),
+    tokenizer: str = typer.Option(..., "--tokenizer", help="Tokenizer directory or hub id (vocab padded to a multiple of 64)."),
+    output: Path = typer.Option(..., "--output", help="Directory for the HF checkpoint."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the initialisation."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (the preset's), float32, bfloat16 or float16."),
+) -> None:
+    """Write a randomly initialised Qwen2-architecture HF checkpoint (safetensors, config, tokenizer)."""
+    from japanese_ft.commands.train import run_init_model
+
+    run_init_model(preset, tokenizer, output, seed, dtype)
+
+
+@app.command("train", context_settings={"allow_extra_args": False})
+def train_cmd(
+    mode: str = typer.Argument(..., help="cpt, sft or lora."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides, key=value (e.g. train.lr=1e-4)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Run config YAML (see configs/)."),
+) -> None:
+    """Train: continual pre-training (cpt), full SFT (sft) or LoRA SFT (lora). Re-run to resume."""
+    from japanese_ft.commands.train import run_train
+
+    run_train(mode, config, list(overrides or []))
+
+
+@app.command("export")
+def export_cmd(
+    base: str = typer.Option(..., "--base", help="Base HF checkpoint the adapter was trained on."),
+    adapter: Path = typer.Option(..., "--adapter", help="LoRA adapter directory (a lora run's final/)."),
+    output: Path = typer.Option(..., "--output", help="Directory for the merged HF checkpoint."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (the base checkpoint's), float32, bfloat16 or float16."),
+) -> None:
+    """Merge a LoRA adapter into its base model and save an HF checkpoint."""
+    from japanese_ft.commands.train import run_export
+
+    run_export(base, adapter, output, dtype)
+
+
 # ---- evaluation and generation commands (issue 5) -------------------------------------------
+
+
+eval_app = typer.Typer(help="Evaluate a model: jsquad, jcommonsenseqa, perplexity, suite.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+_MODEL_HELP = "Model checkpoint directory (config.json + safetensors)."
+_ADAPTER_HELP = "PEFT/LoRA adapter directory trained on --model."
+
+
+@eval_app.command("jsquad")
+def eval_jsquad_cmd(
+    model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
+    data: Path = typer.Option(..., "--data", help="JSQuAD / SQuAD-format JSON."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", help="Result JSON (default results/LABEL-jsquad.json); examples go beside it."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
+    shots: int = typer.Option(0, "--shots", help="Few-shot examples per prompt."),
+    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this file (SQuAD JSON or JSONL input/output) instead of the other questions."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    max_new_tokens: int = typer.Option(25, "--max-new-tokens", help="llm-jp-eval uses 25."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the deterministic shot selection."),
+    strip_title: bool = typer.Option(False, "--strip-title", help="Drop the 'title [SEP] ' prefix of contexts (llm-jp-eval keeps it)."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    label: Optional[str] = typer.Option(None, "--label", help="Name of this run in comparisons."),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch", help="Apply --adapter even if its recorded base differs."),
+) -> None:
+    """JSQuAD reading comprehension, llm-jp-eval prompt and char-F1."""
+    from japanese_ft.commands.evaluate import run_eval_jsquad
+
+    run_eval_jsquad(model, adapter, data, output, limit, shots, shots_file, batch_size, max_new_tokens, seed, device, dtype,
+                    label, strip_title, allow_base_mismatch)
+
+
+@eval_app.command("jcommonsenseqa")
+def eval_jcqa_cmd(
+    model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
+    data: Path = typer.Option(..., "--data", help="JSONL with question, choice0..choice4, label."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", help="Result JSON (default results/LABEL-jcommonsenseqa.json)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
+    shots: int = typer.Option(0, "--shots", help="Few-shot examples (other questions) per prompt."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    max_new_tokens: int = typer.Option(1, "--max-new-tokens", help="For accuracy_generation; llm-jp-eval uses 1."),
+    seed: int = typer.Option(0, "--seed"),
+    no_generation: bool = typer.Option(False, "--no-generation", help="Only the log-likelihood ranking."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    label: Optional[str] = typer.Option(None, "--label"),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+) -> None:
+    """JCommonsenseQA: accuracy by log-likelihood ranking and by generating the choice number."""
+    from japanese_ft.commands.evaluate import run_eval_jcqa
+
+    run_eval_jcqa(model, adapter, data, output, limit, shots, batch_size, max_new_tokens, seed, device, dtype, label,
+                  no_generation, allow_base_mismatch)
+
+
+@eval_app.command("perplexity")
+def eval_perplexity_cmd(
+    model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
+    data: List[Path] = typer.Option(..., "--data", help="Token-file PREFIX (PREFIX.bin/.idx) or JSONL file(s)/directories."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", help="Result JSON (default results/LABEL-perplexity.json)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N documents."),
+    seq_length: int = typer.Option(2048, "--seq-length", help="Window length, as in training."),
+    stride: Optional[int] = typer.Option(None, "--stride", help="Window step (default = --seq-length: no overlap)."),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    text_key: str = typer.Option("text", "--text-key", help="JSONL field with the text."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    label: Optional[str] = typer.Option(None, "--label"),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+) -> None:
+    """Perplexity and bits per character over held-out text."""
+    from japanese_ft.commands.evaluate import run_eval_perplexity
+
+    run_eval_perplexity(model, adapter, data, output, limit, batch_size, seq_length, stride, text_key, device, dtype, label,
+                        allow_base_mismatch)
+
+
+@eval_app.command("suite")
+def eval_suite_cmd(
+    model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
+    config: Path = typer.Option(..., "--config", help="evals YAML, e.g. configs/evals-jglue.yaml."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
+    output: Optional[Path] = typer.Option(None, "--output", help="Suite result JSON (default results/LABEL-suite.json)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Override every entry's limit (quick runs)."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    label: Optional[str] = typer.Option(None, "--label"),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+) -> None:
+    """Run the evaluations listed in a YAML file, loading the model once."""
+    from japanese_ft.commands.evaluate import run_eval_suite
+
+    run_eval_suite(model, adapter, config, output, limit, device, dtype, label, allow_base_mismatch)
+
+
+@app.command("compare")
+def compare_cmd(
+    results: List[Path] = typer.Argument(..., help="Result JSON files (single evals or suites), first = baseline."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated names for the runs."),
+    chart: Optional[Path] = typer.Option(None, "--chart", help="Bar chart PNG (default compare.png beside the last result)."),
+) -> None:
+    """Before/after table of evaluation results and a bar chart."""
+    from japanese_ft.commands.evaluate import run_compare
+
+    run_compare(results, [s.strip() for s in labels.split(",")] if labels else None, chart)
+
+
+@app.command("generate")
+def generate_cmd(
+    model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
+    prompt: str = typer.Option(..., "--prompt", help="Prompt text ('-' reads stdin)."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
+    chat: bool = typer.Option(False, "--chat", help="Wrap the prompt as a user turn with the chat template (ChatML if none)."),
+    system: Optional[str] = typer.Option(None, "--system", help="System message for --chat."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+) -> None:
+    """Generate a continuation (or a chat reply) for one prompt."""
+    from japanese_ft.commands.evaluate import run_generate
+
+    run_generate(model, adapter, prompt, chat, max_new_tokens, temperature, top_p, seed, system, device, dtype,
+                 allow_base_mismatch)
+
+
+@app.command("chat")
+def chat_cmd(
+    model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
+    system: Optional[str] = typer.Option(None, "--system", help="System message."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+) -> None:
+    """Interactive chat with history (/reset clears it, /exit or Ctrl-D quits)."""
+    from japanese_ft.commands.evaluate import run_chat
+
+    run_chat(model, adapter, system, max_new_tokens, temperature, top_p, seed, device, dtype, allow_base_mismatch)
 
 
 # ---- demo, doctor, status (issue 6) ---------------------------------------------------------
