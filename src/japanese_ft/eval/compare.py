@@ -1,0 +1,123 @@
+"""Compare result files: a before/after table and a bar chart (e.g. base vs CPT vs CPT+SFT vs LoRA)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from japanese_ft.errors import UserError
+
+# Headline metrics per task, in display order; `higher` tells which direction is better.
+HEADLINE = {
+    "jsquad": [("char_f1", True), ("exact_match", True)],
+    "jcommonsenseqa": [("accuracy", True), ("accuracy_generation", True)],
+    "perplexity": [("perplexity", False), ("bits_per_char", False)],
+}
+
+
+def load_result(path: str | Path) -> tuple[str, dict[str, float], dict[str, bool]]:
+    """(label, {"task.metric": value}, {"task.metric": higher_is_better}) from a result JSON:
+    a single evaluation (`jft eval jsquad|jcommonsenseqa|perplexity`) or a suite."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such result file")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: not a jft result file")
+    label = obj.get("label") or (obj.get("model_info") or {}).get("label") or path.stem
+    if obj.get("task") == "suite":
+        runs = list((obj.get("results") or {}).items())
+    elif obj.get("task") in HEADLINE:
+        runs = [(obj["task"], obj)]
+    else:
+        raise UserError(f"{path}: not a jft result file (no known 'task' field)")
+    values: dict[str, float] = {}
+    better: dict[str, bool] = {}
+    for name, res in runs:
+        for metric, higher in HEADLINE.get(res.get("task"), []):
+            v = res.get(metric)
+            if isinstance(v, (int, float)):
+                key = f"{name}.{metric}"
+                values[key] = float(v)
+                better[key] = higher
+    if not values:
+        raise UserError(f"{path}: no scores found")
+    return str(label), values, better
+
+
+def compare(paths: list[str | Path], labels: list[str] | None = None) -> dict:
+    """{"labels": [...], "metrics": [...], "table": {metric: [value or None per run]}, "higher": {...}}."""
+    if not paths:
+        raise UserError("give at least one result file")
+    if labels and len(labels) != len(paths):
+        raise UserError(f"--labels: got {len(labels)} labels for {len(paths)} result files")
+    run_labels, tables, higher = [], [], {}
+    for i, p in enumerate(paths):
+        label, values, better = load_result(p)
+        run_labels.append(labels[i] if labels else label)
+        tables.append(values)
+        higher.update(better)
+    seen = {}
+    for lab in run_labels:  # disambiguate repeated labels
+        seen[lab] = seen.get(lab, 0) + 1
+    if any(c > 1 for c in seen.values()):
+        run_labels = [f"{lab} ({Path(str(p)).name})" for lab, p in zip(run_labels, paths)]
+    metrics: list[str] = []
+    for t in tables:
+        metrics.extend(m for m in t if m not in metrics)
+    table = {m: [t.get(m) for t in tables] for m in metrics}
+    return {"labels": run_labels, "metrics": metrics, "table": table, "higher": higher}
+
+
+def format_table(result: dict) -> list[list[str]]:
+    """Rows for printing: metric, value per run, and change of the last run vs the first."""
+    rows = []
+    for m in result["metrics"]:
+        vals = result["table"][m]
+        cells = ["-" if v is None else f"{v:.4f}" for v in vals]
+        delta = ""
+        if len(vals) > 1 and vals[0] is not None and vals[-1] is not None:
+            d = vals[-1] - vals[0]
+            good = (d > 0) == result["higher"].get(m, True)
+            delta = f"{d:+.4f}" + ("" if d == 0 else (" better" if good else " worse"))
+        rows.append([m, *cells, delta])
+    return rows
+
+
+def bar_chart(result: dict, out_png: str | Path) -> Path:
+    """One panel per metric, one bar per run (matplotlib, Agg backend; no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = result["metrics"]
+    labels = result["labels"]
+    cols = min(3, len(metrics))
+    rows = (len(metrics) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, m in zip(axes.flat, metrics):
+        vals = [v if v is not None else 0.0 for v in result["table"][m]]
+        ax.bar(range(len(vals)), vals, color=[colors[i % len(colors)] for i in range(len(vals))])
+        ax.set_title(m + ("" if result["higher"].get(m, True) else " (lower is better)"), fontsize=9)
+        ax.set_xticks(range(len(vals)))
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+        for i, v in enumerate(result["table"][m]):
+            if v is not None:
+                ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=7)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_png.with_name(out_png.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    import os
+
+    os.replace(tmp, out_png)
+    return out_png
