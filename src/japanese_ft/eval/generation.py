@@ -51,7 +51,7 @@ def _generation_config(max_new_tokens: int, temperature: float, top_p: float, st
         do_sample=sample,
         temperature=temperature if sample else 1.0,
         top_p=top_p if sample else 1.0,
-        top_k=0,
+        top_k=0 if sample else None,  # sampling: no top-k cut unless asked; greedy: irrelevant
         repetition_penalty=1.0,
         no_repeat_ngram_size=0,
         num_beams=1,
