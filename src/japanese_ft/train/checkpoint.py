@@ -136,7 +136,16 @@ def full_model_state_dict(model, world: World):
     """Unsharded CPU state dict on rank 0 (collective under FSDP); None on other ranks."""
     StateDictOptions, get_model_state_dict, _, _ = _state_dict_api()
     sd = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return sd if world.is_main else None
+    if not world.is_main:
+        return None
+    # tied weights (Qwen's lm_head = embed_tokens) are stored once, as save_pretrained does
+    first: dict[int, str] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            sd.pop(name, None)
+        else:
+            first[id(p)] = name
+    return sd
 
 
 def optimizer_state_dict(model, optimizer, world: World):

@@ -349,7 +349,8 @@ def train(cfg: RunConfig, console=None) -> TrainResult:
                     say(f"step {step}/{t.max_steps} loss {loss:.4f} lr {lr:.2e} grad_norm {grad_norm:.3f} {avg_tps:,.0f} tok/s")
                 result.loss = loss
                 if val_factory is not None and t.eval_every > 0 and (step % t.eval_every == 0 or step == t.max_steps):
-                    val_loss = evaluate(model, val_factory(), t.eval_batches, t.micro_batch_size, cfg, world)
+                    # eval_batches global batches: the same windows/examples for any world size
+                    val_loss = evaluate(model, val_factory(), t.eval_batches * accum, t.micro_batch_size, cfg, world)
                     if val_loss is not None:
                         metrics.log({"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})
                         result.val_loss = val_loss
