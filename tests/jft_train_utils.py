@@ -90,7 +90,7 @@ def run_config(assets: dict, mode: str, out: Path, *overrides: str):
     if mode == "cpt":
         data = [f"data.train=[{assets['corpus']}]", f"data.validation=[{assets['corpus_val']}]", "data.seq_length=32"]
     else:
-        data = [f"data.train=[{assets['sft']}]", f"data.validation=[{assets['sft_val']}]", "data.seq_length=96"]
+        data = [f"data.train=[{assets['sft']}]", f"data.validation=[{assets['sft_val']}]", "data.seq_length=160"]
     base = [
         f"model.name_or_path={assets['model']}",
         *data,
