@@ -27,7 +27,7 @@ from japanese_ft.data.corpus import (
     shard_range,
 )
 from japanese_ft.data.token_file import TokenFileWriter, dtype_for_vocab
-from japanese_ft.data.tokenizer_files import load_tokenizer_json, resolve_eod_id
+from japanese_ft.data.tokenizer_files import TokenizerInfo, load_tokenizer_json, resolve_eod_id
 from japanese_ft.errors import UserError
 from japanese_ft.text.dedup import ExactDeduplicator, MinHasher, NearDeduplicator, exact_key
 from japanese_ft.text.normalize import clean, normalize
@@ -123,15 +123,14 @@ def _process_batch(lines: list[bytes]) -> dict:
     if texts:
         encodings = _W["tok"].encode_batch(texts, add_special_tokens=False)
         eod = opts["eod_id"]
-        dtype = np.dtype(opts["dtype"])
-        parts = []
+        flat: list[int] = []
         for j, enc in enumerate(encodings):
             ids = enc.ids
+            flat.extend(ids)
             if eod is not None:
-                ids = ids + [eod]
-            lengths[j] = len(ids)
-            parts.append(np.asarray(ids, dtype=dtype))
-        tokens = np.concatenate(parts).tobytes()
+                flat.append(eod)
+            lengths[j] = len(ids) + (eod is not None)
+        tokens = np.asarray(flat, dtype=np.dtype(opts["dtype"])).tobytes()
     return {
         "n_valid": n_valid,
         "malformed": malformed,
@@ -172,29 +171,30 @@ def _ordered_map(fn, batches, workers: int, initargs):
             yield fn(lines), locs, size
         return
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
-    ctx = mp.get_context("spawn")  # fork after the Rust tokenizer started threads can deadlock
-    with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+    # spawn: fork after the Rust tokenizer started threads can deadlock. An executor (not
+    # Pool) so that a worker that dies raises BrokenProcessPool instead of hanging forever.
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
         pending: deque = deque()
         for lines, locs, size in batches:
-            pending.append((pool.apply_async(fn, (lines,)), locs, size))
+            pending.append((pool.submit(fn, lines), locs, size))
             if len(pending) >= 2 * workers:
-                res, l, s = pending.popleft()
-                yield res.get(), l, s
+                fut, l, s = pending.popleft()
+                yield fut.result(), l, s
         while pending:
-            res, l, s = pending.popleft()
-            yield res.get(), l, s
+            fut, l, s = pending.popleft()
+            yield fut.result(), l, s
 
 
 def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
     """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`."""
     files = expand_inputs(inputs)
     tokenizer_json, eos = load_tokenizer_json(opts.tokenizer)
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_str(tokenizer_json)
-    eod_id = resolve_eod_id(tok, eos) if opts.eod else None
-    dtype = dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True))
+    info = TokenizerInfo(tokenizer_json)
+    eod_id = resolve_eod_id(info, eos) if opts.eod else None
+    dtype = dtype_for_vocab(info.vocab_size)
 
     start_line, stop_line = 0, None
     if opts.shard is not None:

@@ -26,7 +26,7 @@ def normalize(text: str, form: str = "nfc") -> str:
     the wave dashes 〜 and ～.
     """
     if form == "nfc":
-        return unicodedata.normalize("NFC", text)
+        return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
     if form == "nfkc":
         if _PROTECTED not in text:
             return unicodedata.normalize("NFKC", text)
@@ -39,9 +39,15 @@ def normalize(text: str, form: str = "nfc") -> str:
 
 def clean(text: str) -> str:
     """Collapse runs of spaces and 3+ newlines, drop trailing spaces, strip the ends."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _TRAILING_SPACE.sub("\n", text)
-    text = _SPACE_RUNS.sub(" ", text)
-    text = _IDEOGRAPHIC_SPACE_RUNS.sub("\u3000", text)
-    text = _MANY_NEWLINES.sub("\n\n", text)
+    # Cheap substring tests first: most documents need none of the regex passes (hot path).
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if " \n" in text or "\t\n" in text or "\u3000\n" in text or "\xa0\n" in text:
+        text = _TRAILING_SPACE.sub("\n", text)
+    if "  " in text or "\t" in text or "\xa0" in text:
+        text = _SPACE_RUNS.sub(" ", text)
+    if "\u3000\u3000" in text:
+        text = _IDEOGRAPHIC_SPACE_RUNS.sub("\u3000", text)
+    if "\n\n\n" in text:
+        text = _MANY_NEWLINES.sub("\n\n", text)
     return text.strip()
