@@ -46,12 +46,13 @@ def test_sft_step_loss_is_mean_over_answer_tokens(assets, tmp_path):
     cfg = run_config(assets, "sft", tmp_path / "run", "train.max_steps=1", "train.eval_every=0", "train.micro_batch_size=1")
     result = _train(cfg)
     tok = load_tokenizer(str(assets["model"]))
-    loader, _ = build_sft_batches([str(assets["sft"])], tok, 96, "drop", "auto", False, cfg.train.seed)
+    loader, _ = build_sft_batches([str(assets["sft"])], tok, 160, "drop", "auto", False, cfg.train.seed)
     model = load_model(str(assets["model"]))
     total, count = 0.0, 0
     with torch.no_grad():
         for _ in range(4):
             b = loader.next_batch(1)
+            b.pop("num_tokens")
             n = int((b["labels"][:, 1:] != -100).sum())
             total += model(**b).loss.item() * n
             count += n

@@ -266,6 +266,7 @@ class SFTBatches:
     r, r+W, ...; `state_dict()` is the number of samples consumed by all ranks together.
     Unpacked micro-batches are right-padded to the longest example (rounded up to 8, capped at
     seq_length); right padding never changes real tokens' outputs under causal attention.
+    Batches carry `num_tokens` (tokens without padding) for throughput accounting.
     """
 
     def __init__(self, samples, pad_id: int, seq_length: int, seed: int = 1234, rank: int = 0,
@@ -305,9 +306,10 @@ class SFTBatches:
             ids = torch.from_numpy(np.stack([s[0] for s in samples]))
             labels = torch.from_numpy(np.stack([s[1] for s in samples]))
             pos = torch.from_numpy(np.stack([s[2] for s in samples]))
+            real = int((ids != self.pad_id).sum())  # the pad id (EOS) never occurs inside ChatML examples
             if self.flatten:
                 ids, labels, pos = ids.reshape(1, -1), labels.reshape(1, -1), pos.reshape(1, -1)
-            return {"input_ids": ids, "labels": labels, "position_ids": pos}
+            return {"input_ids": ids, "labels": labels, "position_ids": pos, "num_tokens": real}
         longest = max(len(s[0]) for s in samples)
         width = min(self.seq_length, -(-longest // 8) * 8)
         width = max(width, longest)
@@ -316,7 +318,7 @@ class SFTBatches:
         for b, (e_ids, e_labels) in enumerate(samples):
             ids[b, : len(e_ids)] = torch.from_numpy(np.asarray(e_ids, dtype=np.int64))
             labels[b, : len(e_labels)] = torch.from_numpy(np.asarray(e_labels, dtype=np.int64))
-        return {"input_ids": ids, "labels": labels}
+        return {"input_ids": ids, "labels": labels, "num_tokens": sum(len(e[0]) for e in samples)}
 
     def state_dict(self) -> dict:
         return {"consumed": self.consumed, "seed": self.seed, "samples": len(self.samples)}

@@ -33,6 +33,7 @@ from japanese_ft.train.distributed import (
     average_gradients,
     barrier,
     decoder_layers,
+    env_world_size,
     set_gradient_sync,
     setup_distributed,
     teardown,
@@ -213,7 +214,9 @@ def evaluate(model, loader, n_batches: int, micro: int, cfg: RunConfig, world: W
     total = torch.zeros(2, dtype=torch.float64, device=world.device)
     with torch.no_grad():
         for _ in range(n_batches):
-            batch = _to_device(loader.next_batch(micro), world.device)
+            batch = loader.next_batch(micro)
+            batch.pop("num_tokens", None)
+            batch = _to_device(batch, world.device)
             with _autocast(cfg, world):
                 loss_sum, count = causal_lm_loss(model, **batch)
             total[0] += loss_sum.double()
@@ -239,9 +242,9 @@ def train(cfg: RunConfig, console=None) -> TrainResult:
     from japanese_ft.train.checks import preflight
     from japanese_ft.ui import count_progress
 
+    preflight(cfg, env_world_size())  # before any process group, model or data
     world = setup_distributed(cfg.train.device)
     try:
-        preflight(cfg, world.size)
 
         def say(msg: str) -> None:
             if world.is_main and console is not None:
@@ -305,8 +308,9 @@ def train(cfg: RunConfig, console=None) -> TrainResult:
             while step < t.max_steps:
                 t0 = time.perf_counter()
                 micro_batches = [train_data.next_batch(t.micro_batch_size) for _ in range(accum)]
-                counts = torch.tensor([sum(_target_count(b) for b in micro_batches),
-                                       sum(b["input_ids"].numel() for b in micro_batches)], dtype=torch.float64, device=world.device)
+                real_tokens = sum(int(b.pop("num_tokens", b["input_ids"].numel())) for b in micro_batches)
+                counts = torch.tensor([sum(_target_count(b) for b in micro_batches), real_tokens],
+                                      dtype=torch.float64, device=world.device)
                 all_reduce_sum(counts, world)
                 n_targets, n_tokens = int(counts[0]), int(counts[1])
                 scale = world.size / max(n_targets, 1)
