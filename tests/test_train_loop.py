@@ -187,3 +187,45 @@ def test_lora_trains_only_adapters(assets, tmp_path):
     adapter = load_file(str(final / "adapter_model.safetensors"))
     assert adapter and all("lora_" in k for k in adapter)
     assert any(float(v.abs().max()) > 0 for k, v in adapter.items() if "lora_B" in k)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_signal_saves_checkpoint_and_resume_matches(assets, tmp_path, monkeypatch, sig):
+    """A real signal mid-step: the step finishes, a checkpoint is saved, the run returns cleanly;
+    re-running resumes and reproduces the uninterrupted losses exactly."""
+    import os
+    import signal
+
+    from japanese_ft.train import loop
+
+    args = ("train.max_steps=5", "train.save_every=0", "train.eval_every=0")
+    full = _train(run_config(assets, "cpt", tmp_path / "full", *args))
+    real = loop.causal_lm_loss
+    calls = {"n": 0}
+
+    def signalling(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2 * 2 + 1:  # first micro-batch of step 3
+            os.kill(os.getpid(), getattr(signal, sig))
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "causal_lm_loss", signalling)
+    out = tmp_path / "run"
+    stopped = _train(run_config(assets, "cpt", out, *args))
+    assert stopped.status == "stopped" and stopped.step == 3
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000003"]
+    assert not (out / "final").exists()
+    monkeypatch.setattr(loop, "causal_lm_loss", real)
+    resumed = _train(run_config(assets, "cpt", out, *args))
+    assert resumed.status == "completed"
+    assert [l for _, l in stopped.losses + resumed.losses] == [l for _, l in full.losses]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_gradient_checkpointing_gives_the_same_step(assets, tmp_path):
+    common = ("train.max_steps=1", "train.eval_every=0", "train.save_every=0")
+    _train(run_config(assets, "cpt", tmp_path / "a", *common))
+    _train(run_config(assets, "cpt", tmp_path / "b", "model.gradient_checkpointing=true", *common))
+    a, b = read_metrics(tmp_path / "a" / "metrics.jsonl")[0], read_metrics(tmp_path / "b" / "metrics.jsonl")[0]
+    assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+    assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
