@@ -164,6 +164,9 @@ class _ChunkedLinearCE(torch.autograd.Function):
                 if grad_fn is _ce_chunk_with_grad:
                     raise
                 _COMPILE_FAILED = True  # compiled kernel unavailable here: eager from now on
+                import warnings
+
+                warnings.warn("causal_lm_loss: the compiled cross-entropy kernel failed; using eager ops")
                 loss_fn, grad_fn = _ce_chunk_loss_only, _ce_chunk_with_grad
                 part, g = _ce_chunk_eager(logits, t, want_grad)
             loss += part
