@@ -116,6 +116,14 @@ def build_data(cfg: RunConfig, tokenizer, world: World):
     return train, val_factory, data_stats
 
 
+def _enable_activation_checkpointing(model) -> None:
+    """HF activation checkpointing, non-reentrant (newer transformers renamed the method)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
     """Full modes: every parameter trains (fp32 master weights). lora: frozen base + adapters."""
     from japanese_ft.model.load import load_model
@@ -128,7 +136,7 @@ def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
         model = load_model(cfg.model.name_or_path, base_dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code)
         model.config.use_cache = False
         if cfg.model.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _enable_activation_checkpointing(model)
         if resume_dir is not None:
             model = load_adapter(model, resume_dir, trainable=True)
         else:
@@ -138,7 +146,7 @@ def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
         model = load_model(source, "float32", cfg.model.attn_implementation, cfg.model.trust_remote_code)
         model.config.use_cache = False
         if cfg.model.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _enable_activation_checkpointing(model)
     model.to(world.device)
     if cfg.model.compile:
         for layer in decoder_layers(model):
