@@ -178,3 +178,27 @@ def test_qwen_tokenizer_answers_end_with_im_end():
     assert answer[-1] == 151645 and ids.count(151645) == 2
     assert tok.decode(answer) == "東京です。<|im_end|>"
     assert stop_token_ids(tok) == [151645, 151643]
+
+
+def test_tokenizer_own_chat_template_is_used(tok, tmp_path):
+    """A tokenizer with its own (non-ChatML) template: rendered by it, answer + its stop token trained."""
+    from japanese_ft.model.load import load_tokenizer
+
+    d = tmp_path / "tok"
+    tok.save_pretrained(str(d))
+    own = load_tokenizer(str(d))
+    own.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'user' %}[Q] {{ m['content'] }}\n"
+        "{% else %}[A] {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}"
+    )
+    enc = ChatEncoder(own, "auto")
+    assert not enc.use_chatml
+    ids, labels = enc.encode(record_to_messages({"input": "質問<|endoftext|>", "output": "答え"}))
+    eos = own.eos_token_id
+    assert own.decode(ids) == "[Q] 質問<|endoftext|>\n[A] 答え<|endoftext|>\n"
+    assert ids.count(eos) == 1  # the user's literal EOS text is not a control token
+    assert _answer_text(own, ids, labels) == "答え<|endoftext|>"
+    # data.chat_template=chatml overrides the tokenizer's template
+    forced = ChatEncoder(own, "chatml")
+    ids2, _ = forced.encode(record_to_messages({"input": "q", "output": "a"}))
+    assert own.decode(ids2).startswith("<|im_start|>user\nq<|im_end|>")
