@@ -131,7 +131,6 @@ def run_cli(args: list[str], stdin: str | None = None):
     from japanese_ft.cli import main
 
     buf = io.StringIO()
-    old_out, old_con = ui.out.file, ui.console.file
     old_stdin = sys.stdin
     ui.out.file = buf
     ui.console.file = buf
@@ -141,6 +140,7 @@ def run_cli(args: list[str], stdin: str | None = None):
         with contextlib.redirect_stdout(buf):
             code = main(args)
     finally:
-        ui.out.file, ui.console.file = old_out, old_con
+        # None restores Rich's dynamic lookup of sys.stdout/sys.stderr (pinning a captured stream leaks).
+        ui.out.file, ui.console.file = None, None
         sys.stdin = old_stdin
     return code, buf.getvalue()
