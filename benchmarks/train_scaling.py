@@ -95,6 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("--compile", default="true")
     p.add_argument("--device", default="auto")
     p.add_argument("--loss-rel-tol", type=float, default=0.02)
+    p.add_argument("--lr-warmup", type=int, default=30, help="train.warmup_steps of the runs")
     p.add_argument("--extra", default="", help="more key=value overrides, space-separated")
     p.add_argument("--out", default="")
     p.add_argument("--logdir", default="", help="copy each run's log here")
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
         overrides = [
             f"model.name_or_path={model_dir}", f"data.tokenizer={tok}", f"data.train=[{prefix}]", "data.validation=[]",
             f"data.seq_length={args.seq}", f"train.micro_batch_size={args.micro_batch}",
-            f"train.global_batch_size={args.global_batch}", f"train.max_steps={args.steps}", "train.warmup_steps=5",
+            f"train.global_batch_size={args.global_batch}", f"train.max_steps={args.steps}", f"train.warmup_steps={args.lr_warmup}",
             "train.eval_every=0", "train.save_every=0", "train.log_every=1", f"model.compile={args.compile}",
             f"train.device={args.device}", f"output_dir={out_dir}",
         ] + [x for x in args.extra.split() if x]
