@@ -72,6 +72,22 @@ def make_token_file(prefix: Path, n_tokens: int, vocab: int, seed: int = 0) -> P
     return prefix
 
 
+def make_sft_jsonl(path: Path, n: int = 1500, seed: int = 0) -> Path:
+    """{"input","output"} records cut from the built-in Japanese sample articles."""
+    if path.exists():
+        return path
+    src = REPO / "src" / "japanese_ft" / "sample" / "articles.jsonl"
+    text = "".join(json.loads(line)["text"] for line in src.read_text(encoding="utf-8").splitlines() if line.strip())
+    rng = np.random.default_rng(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            a, la, b, lb = (int(rng.integers(0, len(text) - 400)), int(rng.integers(30, 150)),
+                            int(rng.integers(0, len(text) - 400)), int(rng.integers(50, 300)))
+            f.write(json.dumps({"input": text[a : a + la] + "について説明してください。", "output": text[b : b + lb]},
+                               ensure_ascii=False) + "\n")
+    return path
+
+
 def read_metrics(path: Path) -> list[dict]:
     rows = []
     for line in path.read_text().splitlines():
@@ -85,7 +101,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="/tmp/jft_scaling")
     p.add_argument("--preset", default="qwen2.5-0.5b")
-    p.add_argument("--recipe", default=str(REPO / "configs" / "qwen2.5-0.5b-cpt.yaml"))
+    p.add_argument("--train-mode", choices=["cpt", "sft", "lora"], default="cpt")
+    p.add_argument("--recipe", default="", help="default: configs/qwen2.5-0.5b-<train-mode>.yaml")
     p.add_argument("--nprocs", default="1,2")
     p.add_argument("--seq", type=int, default=2048)
     p.add_argument("--micro-batch", type=int, default=16, help="per GPU")
@@ -104,7 +121,9 @@ def main(argv=None) -> int:
     if args.dry_run:
         args.preset, args.seq, args.micro_batch, args.global_batch = "tiny", 64, 2, 4
         args.steps, args.warmup, args.compile, args.device = 4, 1, "false", "cpu"
-        args.recipe = str(REPO / "configs" / "qwen2.5-0.5b-cpt.yaml")
+    if args.dry_run and args.train_mode != "cpt":
+        args.seq = 2048  # chat examples of the sample text need room
+    args.recipe = args.recipe or str(REPO / "configs" / f"qwen2.5-0.5b-{args.train_mode}.yaml")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -118,21 +137,24 @@ def main(argv=None) -> int:
     from tokenizers import Tokenizer
 
     vocab = Tokenizer.from_file(str(tok / "tokenizer.json")).get_vocab_size()
-    prefix = make_token_file(work / f"tokens-{need}-{vocab}", need, vocab)
+    if args.train_mode == "cpt":
+        train_data = str(make_token_file(work / f"tokens-{need}-{vocab}", need, vocab))
+    else:
+        train_data = str(make_sft_jsonl(work / "sft.jsonl"))
     prep_s = time.perf_counter() - t0
 
     runs = []
     for n in [int(x) for x in args.nprocs.split(",") if x]:
-        out_dir = work / f"run-x{n}-{int(time.time())}"
+        out_dir = work / f"run-{args.train_mode}-x{n}-{int(time.time())}"
         overrides = [
-            f"model.name_or_path={model_dir}", f"data.tokenizer={tok}", f"data.train=[{prefix}]", "data.validation=[]",
+            f"model.name_or_path={model_dir}", f"data.tokenizer={tok}", f"data.train=[{train_data}]", "data.validation=[]",
             f"data.seq_length={args.seq}", f"train.micro_batch_size={args.micro_batch}",
             f"train.global_batch_size={args.global_batch}", f"train.max_steps={args.steps}", f"train.warmup_steps={args.lr_warmup}",
             "train.eval_every=0", "train.save_every=0", "train.log_every=1", f"model.compile={args.compile}",
             f"train.device={args.device}", f"output_dir={out_dir}",
         ] + [x for x in args.extra.split() if x]
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-               "-m", "japanese_ft.cli", "train", "cpt", "--config", args.recipe, *overrides]
+               "-m", "japanese_ft.cli", "train", args.train_mode, "--config", args.recipe, *overrides]
         env = dict(os.environ)
         env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
         if args.device != "cpu":
@@ -144,7 +166,7 @@ def main(argv=None) -> int:
         log = proc.stdout + proc.stderr
         if args.logdir:
             Path(args.logdir).mkdir(parents=True, exist_ok=True)
-            (Path(args.logdir) / f"scaling_x{n}.log").write_text(log)
+            (Path(args.logdir) / f"{args.train_mode}_x{n}.log").write_text(log)
         rec = {"nproc": n, "rc": proc.returncode, "wall_s": wall, "command": " ".join(cmd)}
         metrics = out_dir / "metrics.jsonl"
         if proc.returncode != 0 or not metrics.exists():

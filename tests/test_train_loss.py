@@ -200,3 +200,12 @@ def test_linear_cross_entropy_bf16_autocast_close_to_fp32():
     torch.testing.assert_close(got, ref.detach(), rtol=2e-2, atol=1e-1)
     got.backward()
     assert h.grad.dtype == torch.float32 and w.grad.dtype == torch.float32
+
+
+def test_attn_auto_resolution():
+    from japanese_ft.train.gpu import resolve_attn_implementation
+
+    assert resolve_attn_implementation("auto", "cuda", packed=True) == "flex_attention"
+    assert resolve_attn_implementation("auto", "cuda", packed=False) == "sdpa"
+    assert resolve_attn_implementation("auto", "cpu", packed=True) == "sdpa"  # no flex backward on CPU
+    assert resolve_attn_implementation("eager", "cuda", packed=True) == "eager"

@@ -25,10 +25,10 @@ MODES = ("cpt", "sft", "lora")
 class ModelConfig:
     name_or_path: str = ""
     dtype: str = "bfloat16"  # parameter dtype for lora's frozen base; full modes keep fp32 master weights
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "auto"  # auto: flex_attention for packed SFT/LoRA on CUDA, else sdpa
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
-    compile: bool = False
+    compile: bool = True  # torch.compile each decoder layer on CUDA (ignored on CPU)
 
 
 @dataclass

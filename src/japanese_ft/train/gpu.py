@@ -69,3 +69,16 @@ def peak_memory_gib(device=None) -> dict:
         "peak_allocated_gib": torch.cuda.max_memory_allocated(device) / 2**30,
         "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30,
     }
+
+
+def resolve_attn_implementation(name: str, device_type: str, packed: bool) -> str:
+    """`model.attn_implementation: auto` -> flex_attention for packed rows on CUDA, else sdpa.
+
+    Packed rows carry several examples; transformers derives a block-diagonal mask from the
+    restarting position ids. With sdpa that mask is dense (no flash kernel); flex attention skips
+    the masked blocks: +20 % tokens/s on packed SFT (docs/benchmarks.md). Flex attention has no
+    CPU backward, so CPU stays on sdpa. Any explicit name is returned unchanged.
+    """
+    if name != "auto":
+        return name
+    return "flex_attention" if packed and device_type == "cuda" else "sdpa"

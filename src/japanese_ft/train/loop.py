@@ -38,6 +38,7 @@ from japanese_ft.train.distributed import (
     setup_distributed,
     teardown,
 )
+from japanese_ft.train.gpu import resolve_attn_implementation
 from japanese_ft.train.loss import causal_lm_loss
 from japanese_ft.train.metrics import MetricsLogger, plot_training_curve
 from japanese_ft.train.schedule import ScheduleConfig, build_scheduler
@@ -129,11 +130,12 @@ def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
     from japanese_ft.model.load import load_model
 
     on_cuda = world.device.type == "cuda"
+    attn = resolve_attn_implementation(cfg.model.attn_implementation, world.device.type, cfg.mode != "cpt" and cfg.data.pack)
     if cfg.mode == "lora":
         from japanese_ft.model.lora import apply_lora, load_adapter
 
         base_dtype = cfg.model.dtype if on_cuda else "float32"  # CPU: keep fp32 (bf16 matmuls are slow/inexact there)
-        model = load_model(cfg.model.name_or_path, base_dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code)
+        model = load_model(cfg.model.name_or_path, base_dtype, attn, cfg.model.trust_remote_code)
         model.config.use_cache = False
         if cfg.model.gradient_checkpointing:
             _enable_activation_checkpointing(model)
@@ -143,12 +145,12 @@ def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
             model = apply_lora(model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
     else:
         source = resume_dir if resume_dir is not None else cfg.model.name_or_path
-        model = load_model(source, "float32", cfg.model.attn_implementation, cfg.model.trust_remote_code)
+        model = load_model(source, "float32", attn, cfg.model.trust_remote_code)
         model.config.use_cache = False
         if cfg.model.gradient_checkpointing:
             _enable_activation_checkpointing(model)
     model.to(world.device)
-    if cfg.model.compile:
+    if cfg.model.compile and on_cuda:  # per-layer compile: ~1.6x on GPU (docs/benchmarks.md); CPU stays eager
         for layer in decoder_layers(model):
             layer.compile()
     if cfg.mode != "lora" and world.distributed:
