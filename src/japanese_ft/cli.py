@@ -329,6 +329,42 @@ def chat_cmd(
 # ---- demo, doctor, status (issue 6) ---------------------------------------------------------
 
 
+@app.command("demo")
+def demo_cmd(
+    output_dir: Path = typer.Option(Path("jft-demo"), "--output-dir", help="Directory for everything the demo writes (report.md inside)."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer steps and questions (under a minute; for tests)."),
+    force: bool = typer.Option(False, "--force", help="Delete an earlier demo in --output-dir and start over."),
+) -> None:
+    """The whole pipeline offline on the built-in Japanese sample, with a report (CPU, a few minutes)."""
+    from japanese_ft.commands.demo import run_demo_command
+
+    run_demo_command(output_dir, quick, force)
+
+
+@app.command("doctor")
+def doctor_cmd(
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Check that this tokenizer directory or hub id loads."),
+    model: Optional[str] = typer.Option(None, "--model", help="Check that this model checkpoint (directory or hub id) loads."),
+    path: Path = typer.Option(Path("."), "--path", help="Where free disk space is checked (runs, checkpoints)."),
+) -> None:
+    """Check the environment: Python, torch, CUDA/GPUs, bf16, torch.compile, disk; a one-line fix per problem."""
+    from japanese_ft.commands.doctor import run_doctor
+
+    run_doctor(tokenizer, model, path)  # a failed --tokenizer/--model check raises UserError (exit 2)
+
+
+@app.command("status")
+def status_cmd(
+    run_dir: Path = typer.Argument(..., help="A training run's output_dir (or a directory of runs)."),
+    watch: bool = typer.Option(False, "--watch", help="Refresh until the run finishes (Ctrl-C stops watching)."),
+    interval: float = typer.Option(5.0, "--interval", help="Seconds between refreshes with --watch."),
+) -> None:
+    """Last step, loss, validation loss, tokens/s, ETA and checkpoints of a running or finished run."""
+    from japanese_ft.commands.status import run_status
+
+    run_status(run_dir, watch, interval)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Console entry point: run the app, turning UserError into one line and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
