@@ -27,14 +27,15 @@ def _summary(result) -> None:
         table.add_row(str(i), s.name, s.title, (f"{rec['seconds']:.1f} s" if rec else "-") + mark)
     out.print(table)
 
-    metrics = Table(title="held-out results", title_justify="left")
-    for col, just in (("model", "left"), ("perplexity", "right"), ("bits/char", "right"), ("char-F1", "right"), ("EM", "right")):
+    metrics = Table(title="results (lower perplexity is better; char-F1/EM on the held-out questions)", title_justify="left")
+    for col, just in (("model", "left"), ("CPT-text ppl", "right"), ("held-out ppl", "right"), ("held-out bits/char", "right"),
+                      ("char-F1", "right"), ("EM", "right")):
         metrics.add_column(col, justify=just)
     for label in MODELS:
         e = st.get(f"eval-{label}", {}).get("info")
         if e:
-            metrics.add_row(label, f"{e['perplexity']:.2f}", f"{e['bits_per_char']:.3f}", f"{e['char_f1']:.3f}",
-                            f"{e['exact_match']:.3f}")
+            metrics.add_row(label, f"{e.get('cpt_corpus_perplexity', float('nan')):.2f}", f"{e['perplexity']:.2f}",
+                            f"{e['bits_per_char']:.3f}", f"{e['char_f1']:.3f}", f"{e['exact_match']:.3f}")
     out.print(metrics)
     total = m.get("total_seconds") or sum(s.get("seconds", 0) for s in st.values())
     how = {"new": "finished", "resume": "resumed and finished", "complete": "was already complete"}[result.how]
