@@ -66,7 +66,7 @@ def main() -> None:
             n_tokens += sum(len(e.ids) for e in tok.encode_batch(texts[start : start + 2000], add_special_tokens=False))
         t_tok = time.perf_counter() - t0
 
-        cmd = ["jft", "prepare-corpus", str(src), "--tokenizer", args.tokenizer, "--output-prefix", str(Path(tmp) / "out"),
+        cmd = [sys.executable, "-m", "japanese_ft.cli", "prepare-corpus", str(src), "--tokenizer", args.tokenizer, "--output-prefix", str(Path(tmp) / "out"),
                "--workers", str(args.workers)]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
