@@ -370,7 +370,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        rv = app(args=args, standalone_mode=False)  # returns typer.Exit's code instead of raising
     except UserError as exc:
         if debug:
             raise
@@ -396,7 +396,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             return 130
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":
