@@ -65,26 +65,12 @@ _CACHE: dict[str, Path] = {}
 
 
 def build_tokenizer(path: Path, chat_template: str | None = None):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=500,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(TEXTS * 3, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
-    )
-    if chat_template:
-        fast.chat_template = chat_template
-    fast.save_pretrained(str(path))
-    return fast
+    from jft_testutils import make_tokenizer_dir
+
+    make_tokenizer_dir(path, 500, texts=TEXTS, chat_template=chat_template, pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast.from_pretrained(str(path))
 
 
 def build_model(path: Path, seed: int = 0, hidden: int = 64, layers: int = 2, init: float = 0.5) -> Path:

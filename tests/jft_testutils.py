@@ -36,22 +36,13 @@ def article_records(n_copies: int = 1) -> list[dict]:
     return out
 
 
-def make_tokenizer_dir(path: Path, vocab_size: int = 600) -> Path:
-    """Train a tiny byte-level BPE on the test articles; save tokenizer.json + tokenizer_config.json."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def make_tokenizer_dir(path: Path, vocab_size: int = 600, texts: list[str] | None = None,
+                       chat_template: str | None = None, pad_token: str | None = None) -> Path:
+    """A tiny byte-level BPE (<|endoftext|>, <|im_start|>, <|im_end|> = ids 0-2) trained on the test
+    articles, saved as a Hugging Face tokenizer directory. No chat template unless given."""
+    from japanese_ft.model.tokenizer import train_bpe_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator([t for _, _, t in ARTICLES] * 3, trainer=trainer)
-    path.mkdir(parents=True, exist_ok=True)
-    tok.save(str(path / "tokenizer.json"))
-    (path / "tokenizer_config.json").write_text(
-        json.dumps({"eos_token": "<|endoftext|>", "tokenizer_class": "PreTrainedTokenizerFast"}), encoding="utf-8"
-    )
+    texts = texts if texts is not None else [t for _, _, t in ARTICLES]
+    train_bpe_tokenizer(texts * 3, path, vocab_size=vocab_size, min_frequency=0, chat_template=chat_template,
+                        pad_token=pad_token)
     return path

@@ -6,30 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jft_testutils import ARTICLES
+from jft_testutils import ARTICLES, make_tokenizer_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def build_tokenizer(path: Path, vocab_size: int = 600) -> Path:
-    """Byte-level BPE with <|endoftext|>, <|im_start|>, <|im_end|>, saved as PreTrainedTokenizerFast."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
+    """Byte-level BPE with <|endoftext|>, <|im_start|>, <|im_end|> and no chat template."""
     texts = [t for _, _, t in ARTICLES] + ["user\nassistant\nsystem\n質問に答えてください。"]
-    tok.train_from_iterator(texts * 3, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
-    path.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(path))
-    return path
+    return make_tokenizer_dir(path, vocab_size, texts=texts)
 
 
 def write_token_file(prefix: Path, tokenizer, copies: int = 4) -> Path:

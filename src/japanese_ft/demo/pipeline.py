@@ -320,7 +320,7 @@ def stage_sample(ctx: StageContext) -> dict:
 
 
 def stage_tokenizer(ctx: StageContext) -> dict:
-    from japanese_ft.demo.tokenizer import train_bpe_tokenizer
+    from japanese_ft.model.tokenizer import train_bpe_tokenizer
 
     texts = [json.loads(l)["text"] for l in (ctx.paths.data / "articles.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
     info = train_bpe_tokenizer(texts, ctx.paths.tokenizer, vocab_size=ctx.recipe.vocab_size)

@@ -1,8 +1,8 @@
-"""A small byte-level BPE tokenizer trained on the sample, saved as a Hugging Face tokenizer directory.
+"""Train a small byte-level BPE tokenizer and save it as a Hugging Face tokenizer directory.
 
-Qwen's 151k-token vocabulary would make the output layer of a 64-wide model hundreds of times
-larger than the rest of it; a 2k-token vocabulary trained on the sample keeps CPU training quick.
-Byte-level BPE (as Qwen's) never produces unknown tokens, so any text round-trips exactly.
+Used by `jft demo` (Qwen's 151k-token vocabulary would make the output layer of a 64-wide model
+hundreds of times larger than the rest of it; a 2k-token vocabulary keeps CPU training quick) and by
+the tests. Byte-level BPE (as Qwen's) never produces unknown tokens, so any text round-trips exactly.
 """
 
 from __future__ import annotations
@@ -19,8 +19,12 @@ EOS = "<|endoftext|>"
 SPECIAL_TOKENS = [EOS, IM_START, IM_END]
 
 
-def train_bpe_tokenizer(texts: Iterable[str], output_dir: str | Path, vocab_size: int = 2048, min_frequency: int = 2) -> dict:
-    """Train byte-level BPE on `texts`; write tokenizer.json + tokenizer_config.json (ChatML template).
+def train_bpe_tokenizer(texts: Iterable[str], output_dir: str | Path, vocab_size: int = 2048, min_frequency: int = 2,
+                        chat_template: str | None = CHATML_TEMPLATE, pad_token: str | None = EOS) -> dict:
+    """Train byte-level BPE on `texts`; write tokenizer.json + tokenizer_config.json.
+
+    Special tokens <|endoftext|> (EOS), <|im_start|>, <|im_end|> get ids 0, 1, 2. `chat_template`
+    defaults to jft's ChatML; pass None for a tokenizer without one.
 
     Returns {"vocab_size", "special_tokens", "output"}. Written to OUTPUT.tmp and renamed.
     """
@@ -39,9 +43,10 @@ def train_bpe_tokenizer(texts: Iterable[str], output_dir: str | Path, vocab_size
         show_progress=False,
     )
     tok.train_from_iterator(list(texts), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS,
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=pad_token,
                                    additional_special_tokens=[IM_START, IM_END])
-    fast.chat_template = CHATML_TEMPLATE
+    if chat_template:
+        fast.chat_template = chat_template
     tmp = output_dir.with_name(output_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     fast.save_pretrained(str(tmp))
