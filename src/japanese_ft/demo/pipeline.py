@@ -61,8 +61,8 @@ class Recipe:
     vocab_size: int = 2048
     seq_length: int = 128
     micro_batch_size: int = 4  # small batches, many steps: the tiny model learns faster per second
-    base_steps: int = 500
-    cpt_steps: int = 300
+    base_steps: int = 200
+    cpt_steps: int = 120
     sft_steps: int = 200
     lora_steps: int = 200
     sft_seq_length: int = 256
