@@ -82,6 +82,24 @@ def summary_table(title: str, rows: list[tuple[str, object]]) -> None:
     out.print(table)
 
 
+def quiet_libraries() -> None:
+    """Silence transformers/peft chatter (progress bars, FutureWarnings) so our own bars and
+    summaries stay readable. Idempotent; called by commands that load models."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|peft|torch)\..*")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except Exception:  # transformers missing or its logging API changed: stay noisy, not broken
+        pass
+
+
 def error(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
 

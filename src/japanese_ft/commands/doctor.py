@@ -14,10 +14,10 @@ def run_doctor(tokenizer: str | None, model: str | None, path: Path) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from japanese_ft.commands.train import _quiet_transformers
+    from japanese_ft.ui import quiet_libraries
     from japanese_ft.doctor import exit_code, run_checks
 
-    _quiet_transformers()
+    quiet_libraries()
     checks = run_checks(tokenizer, model, path)
     table = Table(title="jft doctor", title_justify="left", show_lines=False)
     table.add_column("check", style="bold cyan")

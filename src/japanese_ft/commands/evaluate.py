@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 from japanese_ft.errors import UserError
-from japanese_ft.ui import console, count_progress, out, summary_table
+from japanese_ft.ui import console, count_progress, out, quiet_libraries, summary_table
 
 
 def _load(model, adapter, device, dtype, allow_base_mismatch=False):
     from japanese_ft.eval.loading import load_for_inference
 
+    quiet_libraries()
     t0 = time.perf_counter()
     with console.status(f"loading {model}" + (f" + {adapter}" if adapter else "")):
         m, tok = load_for_inference(model, adapter, device=device, dtype=dtype, allow_base_mismatch=allow_base_mismatch)

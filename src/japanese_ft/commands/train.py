@@ -6,21 +6,7 @@ import os
 from pathlib import Path
 
 from japanese_ft.errors import UserError
-from japanese_ft.ui import console, summary_table
-
-
-def _quiet_transformers() -> None:
-    import warnings
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except Exception:
-        pass
+from japanese_ft.ui import console, quiet_libraries, summary_table
 
 
 def _human(n: float) -> str:
@@ -40,7 +26,7 @@ def run_init_model(preset: str, tokenizer: str, output: Path, seed: int, dtype: 
         raise UserError(f"--dtype {dtype!r}: choose auto, float32, bfloat16 or float16")
     if not Path(tokenizer).exists() and tokenizer.startswith((".", "/", "~")):
         raise UserError(f"--tokenizer {tokenizer}: not found")
-    _quiet_transformers()
+    quiet_libraries()
     from japanese_ft.model.load import init_model
 
     info = init_model(preset, tokenizer, output, seed=seed, dtype=dtype)
@@ -64,7 +50,7 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
     if config is None:
         raise UserError("--config FILE.yaml is required (see configs/)")
     cfg = load_run_config(config, overrides, mode)  # unknown keys and bad values fail here
-    _quiet_transformers()
+    quiet_libraries()
     from japanese_ft.train.loop import train
 
     result = train(cfg, console=console)
@@ -102,7 +88,7 @@ def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
         raise UserError(f"--adapter {adapter}: not found")
     if not Path(base).exists() and base.startswith((".", "/", "~")):
         raise UserError(f"--base {base}: not found")
-    _quiet_transformers()
+    quiet_libraries()
     from japanese_ft.model.lora import merge_adapter
 
     info = merge_adapter(base, str(adapter), output, dtype=dtype)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable
 
 from japanese_ft.errors import UserError
+from japanese_ft.ui import quiet_libraries
 
 MANIFEST = "demo.json"
 LOCK = ".demo.lock"
@@ -627,21 +628,6 @@ class DemoResult:
     seconds: float = 0.0
 
 
-def _quiet() -> None:
-    import warnings
-
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|peft|torch)\..*")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except Exception:
-        pass
-
-
 def run_demo(output_dir: str | Path, quick: bool = False, force: bool = False, console=None,
              on_stage: Callable[[int, int, Stage, str], None] | None = None) -> DemoResult:
     """Run (or resume) the demo into `output_dir`. `on_stage(i, n, stage, event)` with event
@@ -654,7 +640,7 @@ def run_demo(output_dir: str | Path, quick: bool = False, force: bool = False, c
         result = DemoResult(out.resolve(), manifest, how)
         if how == "complete":
             return result
-        _quiet()
+        quiet_libraries()
         import torch
 
         threads = torch.get_num_threads()
