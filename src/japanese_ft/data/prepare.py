@@ -27,7 +27,7 @@ from japanese_ft.data.corpus import (
     shard_range,
 )
 from japanese_ft.data.token_file import TokenFileWriter, dtype_for_vocab
-from japanese_ft.data.tokenizer_files import TokenizerInfo, load_tokenizer_json, resolve_eod_id
+from japanese_ft.data.tokenizer_files import load_tokenizer_json, resolve_eod_id
 from japanese_ft.errors import UserError
 from japanese_ft.text.dedup import ExactDeduplicator, MinHasher, NearDeduplicator, exact_key
 from japanese_ft.text.normalize import clean, normalize
@@ -78,12 +78,14 @@ class PrepareStats:
 _W: dict = {}
 
 
-def _init_worker(tokenizer_json: str, opts: dict, single_thread: bool) -> None:
+def _init_worker(tokenizer_json: str | None, opts: dict, single_thread: bool) -> None:
+    """Set up a worker. `tokenizer_json` None: the tokenizer was inherited through fork."""
     if single_thread:
         os.environ["RAYON_NUM_THREADS"] = "1"  # one Rust thread per worker process
-    from tokenizers import Tokenizer
+    if tokenizer_json is not None:
+        from tokenizers import Tokenizer
 
-    _W["tok"] = Tokenizer.from_str(tokenizer_json)
+        _W["tok"] = Tokenizer.from_str(tokenizer_json)
     _W["opts"] = opts
     _W["minhash"] = MinHasher() if opts["dedup"] == "near" else None
 
@@ -163,19 +165,27 @@ def _batches(line_iter, batch_bytes: int | None = None):
         yield lines, locs, size
 
 
-def _ordered_map(fn, batches, workers: int, initargs):
-    """Like Pool.imap but with at most 2 x workers batches in flight (bounded memory)."""
+def _ordered_map(fn, batches, workers: int, tokenizer_json: str, opts: dict):
+    """Like Pool.imap but with at most 2 x workers batches in flight (bounded memory).
+
+    Expects `_W["tok"]` built in this process. On Linux workers are forked and inherit it (building
+    Qwen's tokenizer takes ~0.6 s per process); the parent has not run the tokenizer in parallel, so
+    no Rust threads exist to be forked. Elsewhere workers are spawned and build their own.
+    """
     if workers <= 1:
-        _init_worker(*initargs[:2], False)
+        _init_worker(None, opts, False)
         for lines, locs, size in batches:
             yield fn(lines), locs, size
         return
     import multiprocessing as mp
+    import sys
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn: fork after the Rust tokenizer started threads can deadlock. An executor (not
-    # Pool) so that a worker that dies raises BrokenProcessPool instead of hanging forever.
-    ctx = mp.get_context("spawn")
+    if sys.platform == "linux":
+        ctx, initargs = mp.get_context("fork"), (None, opts, True)
+    else:
+        ctx, initargs = mp.get_context("spawn"), (tokenizer_json, opts, True)
+    # An executor (not Pool): a worker that dies raises BrokenProcessPool instead of hanging.
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
         pending: deque = deque()
         for lines, locs, size in batches:
@@ -192,9 +202,11 @@ def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOp
     """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`."""
     files = expand_inputs(inputs)
     tokenizer_json, eos = load_tokenizer_json(opts.tokenizer)
-    info = TokenizerInfo(tokenizer_json)
-    eod_id = resolve_eod_id(info, eos) if opts.eod else None
-    dtype = dtype_for_vocab(info.vocab_size)
+    from tokenizers import Tokenizer
+
+    _W["tok"] = tok = Tokenizer.from_str(tokenizer_json)  # the only build on Linux: workers fork from here
+    eod_id = resolve_eod_id(tok, eos) if opts.eod else None
+    dtype = dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True))
 
     start_line, stop_line = 0, None
     if opts.shard is not None:
@@ -226,7 +238,7 @@ def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOp
     writer = TokenFileWriter(output_prefix, dtype)
     try:
         batches = _batches(iter_lines(files, start_line, stop_line))
-        for res, locs, size in _ordered_map(_process_batch, batches, opts.workers, (tokenizer_json, worker_opts, True)):
+        for res, locs, size in _ordered_map(_process_batch, batches, opts.workers, tokenizer_json, worker_opts):
             stats.input_bytes += size
             stats.documents_in += res["n_valid"]
             dropped.update(res["dropped"])
