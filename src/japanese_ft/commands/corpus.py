@@ -10,7 +10,7 @@ from japanese_ft.ui import byte_progress, console, summary_table
 
 
 def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, use_filter, filter_options, dedup, eod, workers, strict, shard):
-    from japanese_ft.data.corpus import expand_inputs, parse_shard
+    from japanese_ft.data.corpus import expand_inputs, parse_shard, progress_total
     from japanese_ft.data.prepare import PrepareOptions, prepare_corpus
     from japanese_ft.text.dedup import DEDUP_MODES
     from japanese_ft.text.normalize import NORMALIZATIONS
@@ -46,9 +46,8 @@ def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, us
         shard=parse_shard(shard),
     )
     files = expand_inputs(inputs)
-    total = sum(f.stat().st_size for f in files) if options.shard is None else None
-    gz = any(f.name.endswith(".gz") for f in files)
-    with byte_progress("prepare-corpus", None if gz else total) as update:
+    total = progress_total(files) if options.shard is None else None  # a shard reads only a slice
+    with byte_progress("prepare-corpus", total) as update:
         stats = prepare_corpus([str(p) for p in inputs], output_prefix, options, progress=lambda n, docs: update(n, f"{docs:,} docs"))
     for example in stats.malformed_examples:
         console.print(f"[yellow]malformed line[/] {example}", highlight=False)

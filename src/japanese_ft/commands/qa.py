@@ -24,7 +24,7 @@ def _squad_titles(paths: list[Path]) -> frozenset:
 
 def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_input_chars, min_output_chars,
                  max_output_chars, text_key, strict, exclude_squad=()):
-    from japanese_ft.data.corpus import expand_inputs
+    from japanese_ft.data.corpus import expand_inputs, progress_total
     from japanese_ft.data.qa import QAOptions, build_qa
 
     opts = QAOptions(
@@ -40,9 +40,7 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
     )
     opts.check()
     files = expand_inputs(inputs)
-    gz = any(f.name.endswith(".gz") for f in files)
-    total = None if gz else sum(f.stat().st_size for f in files)
-    with byte_progress("build-qa", total) as update:
+    with byte_progress("build-qa", progress_total(files)) as update:
         stats = build_qa([str(p) for p in inputs], output_dir, opts, progress=lambda n, arts: update(n, f"{arts:,} articles"))
     for example in stats.malformed_examples:
         console.print(f"[yellow]malformed line[/] {example}", highlight=False)

@@ -107,6 +107,27 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     return k, n
 
 
+MAX_REPORTED_MALFORMED = 5
+
+
+def note_malformed(stats, loc: Location, reason: str, strict: bool) -> None:
+    """The one policy for a bad line: stop (--strict) or count it and keep the first few locations.
+    `stats` has `malformed_lines` and `malformed_examples`."""
+    if strict:
+        raise UserError(f"{loc}: {reason}")
+    stats.malformed_lines += 1
+    if len(stats.malformed_examples) < MAX_REPORTED_MALFORMED:
+        stats.malformed_examples.append(f"{loc}: {reason}")
+
+
+def progress_total(files: list[Path]) -> int | None:
+    """Bytes on disk for a byte progress bar; None (no ETA) when any input is gzip-compressed,
+    whose uncompressed size is unknown up front."""
+    if any(f.name.endswith(".gz") for f in files):
+        return None
+    return sum(f.stat().st_size for f in files)
+
+
 class Malformed(str):
     """Reason a line is not a usable record (a str subclass so it prints as the reason)."""
 

@@ -23,6 +23,7 @@ from japanese_ft.data.corpus import (
     count_lines,
     expand_inputs,
     iter_lines,
+    note_malformed,
     parse_record,
     shard_range,
 )
@@ -34,7 +35,6 @@ from japanese_ft.text.normalize import clean, normalize
 from japanese_ft.text.quality import QualityConfig, check_quality
 
 BATCH_BYTES = 1 << 20
-MAX_REPORTED_MALFORMED = 5
 
 
 @dataclass
@@ -243,11 +243,7 @@ def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOp
             stats.documents_in += res["n_valid"]
             dropped.update(res["dropped"])
             for i, reason in res["malformed"]:
-                if opts.strict:
-                    raise UserError(f"{locs[i]}: {reason}")
-                stats.malformed_lines += 1
-                if len(stats.malformed_examples) < MAX_REPORTED_MALFORMED:
-                    stats.malformed_examples.append(f"{locs[i]}: {reason}")
+                note_malformed(stats, locs[i], reason, opts.strict)
             _write_kept(res, writer, exact, near, dropped, stats)
             if progress is not None:
                 progress(size, stats.documents_in)

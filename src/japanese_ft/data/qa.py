@@ -34,13 +34,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from japanese_ft.data.corpus import Malformed, expand_inputs, iter_lines, parse_record
+from japanese_ft.data.corpus import Malformed, expand_inputs, iter_lines, note_malformed, parse_record
 from japanese_ft.errors import UserError
 from japanese_ft.text.normalize import clean, normalize
 from japanese_ft.text.sections import Paragraph, split_sections
 
 KINDS = ("definition", "summary", "overview", "detail", "history", "features", "section", "whole")
-MAX_REPORTED_MALFORMED = 5
 
 PHRASINGS: dict[str, tuple[str, ...]] = {
     "definition": (
@@ -515,11 +514,7 @@ def build_qa(inputs: list[str | Path], output_dir: str | Path, options: QAOption
             stats.input_bytes += len(raw)
             rec = parse_record(raw, opts.text_key)
             if isinstance(rec, Malformed):
-                if opts.strict:
-                    raise UserError(f"{loc}: {rec}")
-                stats.malformed_lines += 1
-                if len(stats.malformed_examples) < MAX_REPORTED_MALFORMED:
-                    stats.malformed_examples.append(f"{loc}: {rec}")
+                note_malformed(stats, loc, rec, opts.strict)
             elif rec is not None:
                 stats.articles_in += 1
                 _one_article(rec, opts, handles, stats, kinds, dropped, seen)
