@@ -66,9 +66,9 @@ def test_suite_config_validation(tmp_path):
         load_suite_config(cfg)
     cfg.write_text("batch_size: 3\nevals:\n  - task: perplexity\n    data: sub/d.jsonl\n  - task: perplexity\n    data: /abs.jsonl\n")
     entries = load_suite_config(cfg)
-    assert [e["name"] for e in entries] == ["perplexity", "perplexity_2"]
-    assert entries[0]["data"] == str(tmp_path / "sub" / "d.jsonl") and entries[1]["data"] == "/abs.jsonl"
-    assert entries[0]["batch_size"] == 3
+    assert [e.name for e in entries] == ["perplexity", "perplexity_2"]
+    assert entries[0].data == str(tmp_path / "sub" / "d.jsonl") and entries[1].data == "/abs.jsonl"
+    assert entries[0].batch_size == 3
 
 
 def test_suite_cli(tmp_path_factory, tmp_path):

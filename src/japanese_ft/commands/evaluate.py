@@ -142,57 +142,32 @@ def run_eval_perplexity(model, adapter, data, output, limit, batch_size, seq_len
     return result
 
 
-def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, allow_base_mismatch):
-    from japanese_ft.eval.common import examples_path, write_json_atomic, write_jsonl_atomic
-    from japanese_ft.eval.loading import default_label, model_info
-    from japanese_ft.eval.suite import load_suite_config
+def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, allow_base_mismatch, batch_size=None):
+    from japanese_ft.eval.loading import default_label
+    from japanese_ft.eval.suite import headline_rows, load_suite_config, run_suite
 
-    _check_positive(limit=limit)
+    _check_positive(limit=limit, batch_size=batch_size)
     entries = load_suite_config(config)
     m, tok = _load(model, adapter, device, dtype, allow_base_mismatch)
     label = label or default_label(model, adapter)
     output = Path(output) if output else Path("results") / f"{label}-suite.json"
-    stem = output.name[:-5] if output.name.endswith(".json") else output.name
-    results, files = {}, {}
-    for e in entries:
-        lim = limit or e.get("limit")
-        bs = e.get("batch_size", 8)
-        seed = e.get("seed", 0)
-        console.print(f"[bold]{e['name']}[/] ({e['task']}, {e['data']})", highlight=False)
-        if e["task"] == "jsquad":
-            s, recs = _jsquad(m, tok, e["data"], lim, e.get("shots", 0), e.get("shots_file"), bs,
-                              e.get("max_new_tokens", 25), seed, bool(e.get("strip_title", False)))
-        elif e["task"] == "jcommonsenseqa":
-            s, recs = _jcqa(m, tok, e["data"], lim, e.get("shots", 0), bs, e.get("max_new_tokens", 1), seed,
-                            bool(e.get("generation", True)))
-        else:
-            s, recs = _ppl(m, tok, [e["data"]], lim, bs, e.get("seq_length", 2048), e.get("stride"), e.get("text_key", "text"))
-        ex = output.with_name(f"{stem}.{e['name']}.examples.jsonl")
-        write_jsonl_atomic(ex, recs)
-        results[e["name"]] = s
-        files[e["name"]] = str(ex)
-    result = {"task": "suite", "label": label, "config": str(config), "results": results, "examples": files,
-              "model_info": model_info(m, tok, model, adapter)}
-    write_json_atomic(output, result)
-    rows = []
-    from japanese_ft.eval.compare import HEADLINE
-
-    for name, s in results.items():
-        for metric, _ in HEADLINE[s["task"]]:
-            if s.get(metric) is not None:
-                rows.append((f"{name}.{metric}", _fmt(s[metric])))
-        rows.append((f"{name}.n", str(s.get("n", s.get("tokens")))))
-    rows.append(("results", str(output)))
+    result = run_suite(m, tok, entries, output, model_dir=model, adapter_dir=adapter, label=label, config=config,
+                       limit=limit, batch_size=batch_size, progress_factory=count_progress,
+                       log=lambda msg: console.print(msg, style="bold", markup=False, highlight=False))
+    rows = [(k, _fmt(v)) for k, v in headline_rows(result)] + [("results", str(output))]
     summary_table(f"suite {config} - {label}", rows)
     return result
 
 
-def run_compare(results, labels, chart):
+def run_compare(results, labels, chart, output=None):
     from rich.table import Table
 
+    from japanese_ft.eval.common import write_json_atomic
     from japanese_ft.eval.compare import bar_chart, compare, format_table
 
     res = compare([str(r) for r in results], labels or None)
+    if output:
+        write_json_atomic(output, {**res, "results": [str(r) for r in results]})
     table = Table(title="compare", title_justify="left")
     table.add_column("metric", style="bold cyan")
     for lab in res["labels"]:
@@ -204,7 +179,7 @@ def run_compare(results, labels, chart):
     out.print(table)
     chart = Path(chart) if chart else Path(str(results[-1])).with_name("compare.png")
     bar_chart(res, chart)
-    out.print(f"chart: {chart}", highlight=False)
+    out.print(f"chart: {chart}" + (f"\ntable: {output}" if output else ""), highlight=False)
     return res
 
 

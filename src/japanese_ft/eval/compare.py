@@ -87,8 +87,39 @@ def format_table(result: dict) -> list[list[str]]:
     return rows
 
 
+METRIC_NAMES = {
+    "char_f1": "char-F1",
+    "exact_match": "exact match",
+    "accuracy": "accuracy (log-likelihood)",
+    "accuracy_generation": "accuracy (generated)",
+    "perplexity": "perplexity",
+    "bits_per_char": "bits per character",
+}
+
+
+def metric_label(key: str) -> tuple[str, str]:
+    """"heldout_ppl.perplexity" -> ("heldout_ppl", "perplexity"): the evaluation's name and a readable metric."""
+    name, _, metric = key.rpartition(".")
+    return name or metric, METRIC_NAMES.get(metric, metric.replace("_", " "))
+
+
+def fmt_value(v: float) -> str:
+    """Plain numbers at a sensible precision (never 1.08e+03)."""
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
 def bar_chart(result: dict, out_png: str | Path) -> Path:
-    """One panel per metric, one bar per run (matplotlib, Agg backend; no display needed)."""
+    """One panel per metric, one bar per run (matplotlib, Agg backend; no display needed).
+
+    Panel title = the evaluation, y label = the metric; a run without the metric gets no bar
+    ("n/a"); a panel whose values are all zero keeps a 0..1 axis instead of matplotlib's -0.04..0.04."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,17 +129,25 @@ def bar_chart(result: dict, out_png: str | Path) -> Path:
     labels = result["labels"]
     cols = min(3, len(metrics))
     rows = (len(metrics) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, m in zip(axes.flat, metrics):
-        vals = [v if v is not None else 0.0 for v in result["table"][m]]
-        ax.bar(range(len(vals)), vals, color=[colors[i % len(colors)] for i in range(len(vals))])
-        ax.set_title(m + ("" if result["higher"].get(m, True) else " (lower is better)"), fontsize=9)
-        ax.set_xticks(range(len(vals)))
+        values = result["table"][m]
+        present = [i for i, v in enumerate(values) if v is not None]
+        ax.bar(present, [values[i] for i in present], color=[colors[i % len(colors)] for i in present])
+        name, metric = metric_label(m)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(metric + ("" if result["higher"].get(m, True) else " (lower is better)"), fontsize=8)
+        ax.set_xticks(range(len(values)))
         ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-        for i, v in enumerate(result["table"][m]):
-            if v is not None:
-                ax.annotate(f"{v:.3g}", (i, v), ha="center", va="bottom", fontsize=7)
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+        top = max((values[i] for i in present), default=0.0)
+        if top <= 0:
+            ax.set_ylim(0, 1)
+        else:
+            ax.set_ylim(0, top * 1.18)
+        for i, v in enumerate(values):
+            ax.annotate("n/a" if v is None else fmt_value(v), (i, v or 0.0), ha="center", va="bottom", fontsize=7)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.tight_layout()

@@ -1,6 +1,8 @@
-"""`jft eval suite`: several evaluations of one model from a YAML file, model loaded once.
+"""Evaluation suites: several evaluations of one model, the model loaded once.
 
-    batch_size: 16          # optional defaults for every entry
+A suite is a YAML file (`jft eval suite --config FILE`) or, in a recipe, an inline `evals:` list:
+
+    batch_size: 16          # optional defaults for every entry that has the setting
     evals:
       - task: jsquad
         data: ../../shared/data/jglue/jsquad-valid-v1.3.json
@@ -12,26 +14,256 @@
         task: perplexity
         data: ../../shared/data/ja_wiki_sample/train_0.jsonl
         seq_length: 1024
+      - task: generate       # sample generations, greedy; kept in the result for reports
+        max_new_tokens: 40
+        prompts: ["富士山は、", {text: 寿司について教えてください。, chat: true}]
 
-Relative `data`/`shots_file` paths are resolved against the YAML file's directory.
+Relative `data`/`shots_file` paths in a file are resolved against the file's directory.
+
+Each task is one small dataclass (its settings, checked by `config.from_dict`) with a `run` method;
+add a field there to give a task a new setting, or a class to `TASKS` for a new task.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, ClassVar
 
 from japanese_ft.errors import UserError
 
-TASK_KEYS = {
-    "jsquad": {"data", "shots", "shots_file", "limit", "batch_size", "max_new_tokens", "seed", "strip_title"},
-    "jcommonsenseqa": {"data", "shots", "limit", "batch_size", "max_new_tokens", "seed", "generation"},
-    "perplexity": {"data", "limit", "batch_size", "seq_length", "stride", "text_key"},
-}
-DEFAULT_KEYS = {"batch_size", "limit", "seed"}
+DEFAULT_KEYS = ("batch_size", "limit", "seed")  # suite-level defaults, applied to entries that have them
 
 
-def load_suite_config(path: str | Path) -> list[dict]:
-    """Validated entries: each a dict with name, task and the task's settings (paths resolved)."""
+@dataclass
+class JsquadEntry:
+    """JSQuAD reading comprehension: llm-jp-eval prompt, greedy decoding, char-F1 / exact match."""
+
+    data: str
+    name: str = ""
+    shots: int = 0
+    shots_file: str | None = None
+    limit: int | None = None
+    batch_size: int = 8
+    max_new_tokens: int = 25
+    seed: int = 0
+    strip_title: bool = False
+    task: ClassVar[str] = "jsquad"
+    paths: ClassVar[tuple] = ("data", "shots_file")
+
+    def check(self, where: str) -> None:
+        _positive(where, limit=self.limit, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+        if self.shots < 0:
+            raise UserError(f"{where}: shots must be >= 0, got {self.shots}")
+
+    def run(self, model, tokenizer, progress_factory=None) -> tuple[dict, list]:
+        from japanese_ft.eval.jsquad import evaluate_jsquad, read_shots, read_squad
+
+        items, skipped = read_squad(self.data, strip_title=self.strip_title)
+        pool = read_shots(self.shots_file, self.strip_title) if self.shots_file else None
+        todo = items[: self.limit] if self.limit else items
+        with _progress(progress_factory, self.name, len(todo)) as update:
+            summary, records = evaluate_jsquad(model, tokenizer, todo, shots=self.shots, shot_pool=pool, pool_items=items,
+                                               batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                                               seed=self.seed, progress=update)
+        summary["skipped_unanswerable"] = skipped
+        summary["data"] = str(self.data)
+        return summary, records
+
+
+@dataclass
+class JcommonsenseqaEntry:
+    """JCommonsenseQA: accuracy by log-likelihood ranking, and by generating the choice number."""
+
+    data: str
+    name: str = ""
+    shots: int = 0
+    limit: int | None = None
+    batch_size: int = 8
+    max_new_tokens: int = 1
+    seed: int = 0
+    generation: bool = True
+    task: ClassVar[str] = "jcommonsenseqa"
+    paths: ClassVar[tuple] = ("data",)
+
+    def check(self, where: str) -> None:
+        _positive(where, limit=self.limit, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+        if self.shots < 0:
+            raise UserError(f"{where}: shots must be >= 0, got {self.shots}")
+
+    def run(self, model, tokenizer, progress_factory=None) -> tuple[dict, list]:
+        from japanese_ft.eval.jcommonsenseqa import evaluate_jcommonsenseqa, read_jcommonsenseqa
+
+        items = read_jcommonsenseqa(self.data)
+        todo = items[: self.limit] if self.limit else items
+        with _progress(progress_factory, self.name, len(todo)) as update:
+            summary, records = evaluate_jcommonsenseqa(model, tokenizer, todo, shots=self.shots, pool_items=items,
+                                                       batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                                                       seed=self.seed, generation=self.generation, progress=update)
+        summary["data"] = str(self.data)
+        return summary, records
+
+
+@dataclass
+class PerplexityEntry:
+    """Perplexity and bits per character over a token-file prefix or JSONL text."""
+
+    data: str
+    name: str = ""
+    limit: int | None = None
+    batch_size: int = 8
+    seq_length: int = 2048
+    stride: int | None = None
+    text_key: str = "text"
+    task: ClassVar[str] = "perplexity"
+    paths: ClassVar[tuple] = ("data",)
+
+    def check(self, where: str) -> None:
+        _positive(where, limit=self.limit, batch_size=self.batch_size, seq_length=self.seq_length, stride=self.stride)
+
+    def run(self, model, tokenizer, progress_factory=None) -> tuple[dict, list]:
+        from japanese_ft.eval.perplexity import evaluate_perplexity
+
+        return evaluate_perplexity(model, tokenizer, [self.data], seq_length=self.seq_length, stride=self.stride,
+                                   batch_size=self.batch_size, limit=self.limit, text_key=self.text_key,
+                                   progress_factory=progress_factory)
+
+
+@dataclass
+class Prompt:
+    """One generation prompt: fed as is, or (chat) as one user turn in the model's chat template."""
+
+    text: str
+    chat: bool = False
+
+
+@dataclass
+class GenerateEntry:
+    """Sample generations (greedy), kept in the result so that reports can show them."""
+
+    prompts: list[Prompt]
+    name: str = ""
+    max_new_tokens: int = 64
+    limit: int | None = None
+    system: str | None = None  # system message for chat prompts
+    task: ClassVar[str] = "generate"
+    paths: ClassVar[tuple] = ()
+
+    def check(self, where: str) -> None:
+        _positive(where, limit=self.limit, max_new_tokens=self.max_new_tokens)
+        if not self.prompts:
+            raise UserError(f"{where}: prompts must list at least one prompt")
+
+    def run(self, model, tokenizer, progress_factory=None) -> tuple[dict, list]:
+        from japanese_ft.eval.generation import apply_chat, generate
+
+        todo = self.prompts[: self.limit] if self.limit else self.prompts
+        t0 = time.perf_counter()
+        records = []
+        with _progress(progress_factory, self.name, len(todo)) as update:
+            for p in todo:  # one at a time: no padding, so each output is what `jft generate` prints
+                if p.chat:
+                    messages = ([{"role": "system", "content": self.system}] if self.system else [])
+                    text = apply_chat(tokenizer, messages + [{"role": "user", "content": p.text}])
+                else:
+                    text = p.text
+                out = generate(model, tokenizer, [text], self.max_new_tokens, batch_size=1, add_special_tokens=not p.chat)[0]
+                records.append({"prompt": p.text, "chat": p.chat, "output": out.text, "tokens": out.tokens,
+                                "stopped": out.stopped})
+                update(1)
+        summary = {"task": "generate", "n": len(records), "max_new_tokens": self.max_new_tokens,
+                   "outputs": records, "seconds": round(time.perf_counter() - t0, 3)}
+        return summary, records
+
+
+TASKS: dict[str, type] = {c.task: c for c in (JsquadEntry, JcommonsenseqaEntry, PerplexityEntry, GenerateEntry)}
+
+
+def _positive(where: str, **values) -> None:
+    for name, v in values.items():
+        if v is not None and v < 1:
+            raise UserError(f"{where}: {name} must be >= 1, got {v}")
+
+
+class _progress:
+    """`progress_factory(description, total)` as a context manager, or a no-op updater."""
+
+    def __init__(self, factory, description: str, total: int) -> None:
+        self.cm = factory(description, total) if factory is not None else None
+
+    def __enter__(self):
+        return self.cm.__enter__() if self.cm is not None else (lambda *a, **k: None)
+
+    def __exit__(self, *exc):
+        return self.cm.__exit__(*exc) if self.cm is not None else False
+
+
+# ---- building entries ----------------------------------------------------------------------
+
+
+def build_entry(raw, where: str, defaults: dict | None = None, base_dir: Path | None = None):
+    """One typed entry from a mapping: known task, known keys (with a suggestion), typed values,
+    required settings present. Relative paths are resolved against `base_dir` when given."""
+    from japanese_ft.config import from_dict
+
+    if not isinstance(raw, dict) or "task" not in raw:
+        raise UserError(f"{where}: each entry needs a 'task' ({', '.join(TASKS)})")
+    task = raw["task"]
+    if task not in TASKS:
+        close = difflib.get_close_matches(str(task), list(TASKS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"{where}: unknown task {task!r}{hint}; choose {', '.join(TASKS)}")
+    cls = TASKS[task]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    extra = [k for k in raw if k not in fields and k != "task"]
+    if extra:
+        close = difflib.get_close_matches(str(extra[0]), list(fields), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"{where}: unknown keys {extra} for task {task}{hint}; allowed: {', '.join(fields)}")
+    data = {k: v for k, v in (defaults or {}).items() if k in fields}
+    data.update({k: v for k, v in raw.items() if k != "task"})
+    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"{where}: missing {', '.join(repr(m) for m in missing)} for task {task}")
+    if task == "generate" and isinstance(data.get("prompts"), list):
+        data["prompts"] = [{"text": p} if isinstance(p, str) else p for p in data["prompts"]]
+    entry = from_dict(cls, data, where)
+    entry.check(where)
+    if base_dir is not None:
+        for key in cls.paths:
+            value = getattr(entry, key)
+            if value is not None and not Path(value).is_absolute():
+                setattr(entry, key, str(Path(base_dir) / value))
+    return entry
+
+
+def parse_suite(cfg, where: str, base_dir: Path | None = None) -> list:
+    """Typed, uniquely named entries from a suite mapping ({defaults..., evals: [...]})."""
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("evals"), list) or not cfg["evals"]:
+        raise UserError(f"{where}: expected a mapping with a non-empty 'evals' list")
+    defaults = {k: v for k, v in cfg.items() if k != "evals"}
+    unknown = [k for k in defaults if k not in DEFAULT_KEYS]
+    if unknown:
+        raise UserError(f"{where}: unknown top-level keys {unknown} (allowed: evals, {', '.join(DEFAULT_KEYS)})")
+    entries, names = [], set()
+    for i, raw in enumerate(cfg["evals"]):
+        entry = build_entry(raw, f"{where}: evals[{i}]", defaults, base_dir)
+        name = entry.name or entry.task
+        base, n = name, 2
+        while name in names:
+            name, n = f"{base}_{n}", n + 1
+        names.add(name)
+        entry.name = name
+        entries.append(entry)
+    return entries
+
+
+def load_suite_config(path: str | Path) -> list:
+    """Validated, typed entries of a suite YAML file (paths resolved against its directory)."""
     import yaml
 
     path = Path(path)
@@ -41,36 +273,64 @@ def load_suite_config(path: str | Path) -> list[dict]:
         cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: invalid YAML ({exc})") from None
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("evals"), list) or not cfg["evals"]:
-        raise UserError(f"{path}: expected a mapping with a non-empty 'evals' list")
-    defaults = {k: v for k, v in cfg.items() if k != "evals"}
-    unknown = set(defaults) - DEFAULT_KEYS
-    if unknown:
-        raise UserError(f"{path}: unknown top-level keys {sorted(unknown)} (allowed: evals, {', '.join(sorted(DEFAULT_KEYS))})")
-    entries, names = [], set()
-    for i, raw in enumerate(cfg["evals"]):
-        where = f"{path}: evals[{i}]"
-        if not isinstance(raw, dict) or "task" not in raw:
-            raise UserError(f"{where}: each entry needs a 'task' ({', '.join(TASK_KEYS)})")
-        task = raw["task"]
-        if task not in TASK_KEYS:
-            raise UserError(f"{where}: unknown task {task!r} (choose {', '.join(TASK_KEYS)})")
-        extra = set(raw) - TASK_KEYS[task] - {"task", "name"}
-        if extra:
-            raise UserError(f"{where}: unknown keys {sorted(extra)} for task {task} (allowed: {', '.join(sorted(TASK_KEYS[task]))})")
-        if "data" not in raw:
-            raise UserError(f"{where}: missing 'data'")
-        entry = {k: v for k, v in defaults.items() if k in TASK_KEYS[task]}
-        entry.update(raw)
-        for key in ("data", "shots_file"):
-            if entry.get(key) is not None:
-                p = Path(str(entry[key]))
-                entry[key] = str(p if p.is_absolute() else (path.parent / p))
-        name = str(entry.get("name") or task)
-        base, n = name, 2
-        while name in names:
-            name, n = f"{base}_{n}", n + 1
-        names.add(name)
-        entry["name"] = name
-        entries.append(entry)
-    return entries
+    return parse_suite(cfg, str(path), base_dir=path.parent)
+
+
+def entry_dict(entry) -> dict:
+    """An entry as a plain mapping, e.g. to write a suite file: task and name first, then the
+    settings that differ from their defaults (a plain prompt as its text)."""
+    out = {"task": entry.task, "name": entry.name}
+    for f in dataclasses.fields(entry):
+        value = getattr(entry, f.name)
+        if f.name == "name" or (f.default is not dataclasses.MISSING and value == f.default):
+            continue
+        if f.name == "prompts":
+            value = [p.text if not p.chat else dataclasses.asdict(p) for p in value]
+        out[f.name] = value
+    return out
+
+
+# ---- running -------------------------------------------------------------------------------
+
+
+def run_suite(model, tokenizer, entries: list, output: str | Path, *, model_dir, adapter_dir=None, label: str,
+              config: str | None = None, limit: int | None = None, batch_size: int | None = None,
+              log: Callable[[str], None] | None = None, progress_factory=None) -> dict:
+    """Run every entry on the loaded model; write OUTPUT (the suite result) and one
+    OUTPUT-stem.NAME.examples.jsonl per entry. `limit` / `batch_size` override every entry's."""
+    from japanese_ft.eval.common import write_json_atomic, write_jsonl_atomic
+    from japanese_ft.eval.loading import model_info
+
+    output = Path(output)
+    stem = output.name[:-5] if output.name.endswith(".json") else output.name
+    results, files = {}, {}
+    t0 = time.perf_counter()
+    for e in entries:
+        overrides = {k: v for k, v in (("limit", limit), ("batch_size", batch_size)) if v is not None and hasattr(e, k)}
+        e = dataclasses.replace(e, **overrides)
+        if log is not None:
+            log(f"{e.name} ({e.task}{', ' + str(e.data) if getattr(e, 'data', None) else ''})")
+        summary, records = e.run(model, tokenizer, progress_factory)
+        ex = output.with_name(f"{stem}.{e.name}.examples.jsonl")
+        write_jsonl_atomic(ex, records)
+        results[e.name] = summary
+        files[e.name] = str(ex)
+    result = {"task": "suite", "label": label, "config": str(config) if config else None, "results": results,
+              "examples": files, "model_info": model_info(model, tokenizer, model_dir, adapter_dir),
+              "seconds": round(time.perf_counter() - t0, 3)}
+    write_json_atomic(output, result)
+    return result
+
+
+def headline_rows(result: dict) -> list[tuple[str, object]]:
+    """(name.metric, value) of the headline metrics of a suite result, for summaries."""
+    from japanese_ft.eval.compare import HEADLINE
+
+    rows = []
+    for name, s in result["results"].items():
+        for metric, _ in HEADLINE.get(s["task"], []):
+            if s.get(metric) is not None:
+                rows.append((f"{name}.{metric}", s[metric]))
+        rows.append((f"{name}.n", s.get("n", s.get("tokens"))))
+    return rows
+

@@ -74,8 +74,9 @@ def read_metrics(path: str | Path) -> list[dict]:
     return out
 
 
-def plot_training_curve(metrics_path: str | Path, png_path: str | Path) -> Path | None:
-    """Train loss (and validation loss) against step, via matplotlib's Agg backend."""
+def plot_training_curve(metrics_path: str | Path, png_path: str | Path, title: str | None = None) -> Path | None:
+    """Train loss (and validation loss) against step, via matplotlib's Agg backend. The title
+    defaults to the run directory's name."""
     records = read_metrics(metrics_path)
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
@@ -92,7 +93,8 @@ def plot_training_curve(metrics_path: str | Path, png_path: str | Path) -> Path 
     if val:
         ax.plot(*zip(*val), "o-", label="validation loss")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title(title or f"training loss: {Path(metrics_path).resolve().parent.name}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
