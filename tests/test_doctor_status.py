@@ -78,7 +78,7 @@ def test_help_of_new_commands_does_not_import_torch():
     code = (
         "import sys\n"
         "from japanese_ft.cli import main\n"
-        "for cmd in ('demo', 'doctor', 'status'):\n"
+        "for cmd in ('demo', 'doctor', 'status', 'run', 'report', 'train-tokenizer'):\n"
         "    try:\n"
         "        main([cmd, '--help'])\n"
         "    except SystemExit:\n"

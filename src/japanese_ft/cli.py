@@ -148,11 +148,25 @@ def init_model_cmd(
     run_init_model(preset, tokenizer, output, seed, dtype)
 
 
+@app.command("train-tokenizer")
+def train_tokenizer_cmd(
+    inputs: List[Path] = typer.Argument(..., help="JSONL / JSONL.gz files or directories of them."),
+    output: Path = typer.Option(..., "--output", help="Directory for the Hugging Face tokenizer."),
+    vocab_size: int = typer.Option(2048, "--vocab-size", help="Vocabulary size, special tokens included."),
+    min_frequency: int = typer.Option(2, "--min-frequency", help="Merge only pairs seen at least this often."),
+    text_key: str = typer.Option("text", "--text-key", help="JSON field holding the text."),
+) -> None:
+    """Train a small byte-level BPE tokenizer (ChatML template) on JSONL text, e.g. for a tiny model."""
+    from japanese_ft.commands.train import run_train_tokenizer
+
+    run_train_tokenizer(inputs, output, vocab_size, min_frequency, text_key)
+
+
 @app.command("train", context_settings={"allow_extra_args": False})
 def train_cmd(
     mode: str = typer.Argument(..., help="cpt, sft or lora."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides, key=value (e.g. train.lr=1e-4)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Run config YAML (see configs/)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Run config YAML (see configs/); without it, the overrides are the whole config."),
 ) -> None:
     """Train: continual pre-training (cpt), full SFT (sft) or LoRA SFT (lora). Re-run to resume."""
     from japanese_ft.commands.train import run_train
@@ -262,6 +276,7 @@ def eval_suite_cmd(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
     output: Optional[Path] = typer.Option(None, "--output", help="Suite result JSON (default results/LABEL-suite.json)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Override every entry's limit (quick runs)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override every entry's batch size."),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
     label: Optional[str] = typer.Option(None, "--label"),
@@ -270,7 +285,7 @@ def eval_suite_cmd(
     """Run the evaluations listed in a YAML file, loading the model once."""
     from japanese_ft.commands.evaluate import run_eval_suite
 
-    run_eval_suite(model, adapter, config, output, limit, device, dtype, label, allow_base_mismatch)
+    run_eval_suite(model, adapter, config, output, limit, device, dtype, label, allow_base_mismatch, batch_size)
 
 
 @app.command("compare")
@@ -278,11 +293,12 @@ def compare_cmd(
     results: List[Path] = typer.Argument(..., help="Result JSON files (single evals or suites), first = baseline."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated names for the runs."),
     chart: Optional[Path] = typer.Option(None, "--chart", help="Bar chart PNG (default compare.png beside the last result)."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Also write the table as JSON (labels, metrics, values)."),
 ) -> None:
     """Before/after table of evaluation results and a bar chart."""
     from japanese_ft.commands.evaluate import run_compare
 
-    run_compare(results, [s.strip() for s in labels.split(",")] if labels else None, chart)
+    run_compare(results, [s.strip() for s in labels.split(",")] if labels else None, chart, output)
 
 
 @app.command("generate")
@@ -326,16 +342,48 @@ def chat_cmd(
     run_chat(model, adapter, system, max_new_tokens, temperature, top_p, seed, device, dtype, allow_base_mismatch)
 
 
-# ---- demo, doctor, status (issue 6) ---------------------------------------------------------
+# ---- pipeline: run, report, demo; doctor, status ---------------------------------------------
+
+
+@app.command("run")
+def run_cmd(
+    recipe: str = typer.Argument(..., help="Recipe YAML file (configs/recipes/) or a built-in recipe name (demo)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="name=value sets a recipe variable; STAGE.key=value a stage setting."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan as jft commands (which stages would run); run nothing."),
+    start: Optional[str] = typer.Option(None, "--from", help="Run this stage and every later one, even if up to date."),
+    only: Optional[str] = typer.Option(None, "--only", help="Run only this stage (its inputs must exist)."),
+    force: List[str] = typer.Option([], "--force", help="Run this stage and everything downstream of it again (repeatable)."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir", help="Work directory (default: the recipe's workdir)."),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="Processes per training stage (default: the recipe's, else every visible GPU)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A named set of variable values from the recipe's presets."),
+) -> None:
+    """Run a recipe: every stage of the pipeline, skipping the ones that are up to date."""
+    from japanese_ft.commands.run import run_recipe
+
+    run_recipe(recipe, list(overrides or []), dry_run, start, only, list(force), workdir, gpus, preset)
+
+
+@app.command("report")
+def report_cmd(
+    run: List[Path] = typer.Option([], "--run", help="A training run directory (repeatable): loss curves, final losses."),
+    result: List[Path] = typer.Option([], "--result", help="An evaluation result JSON (repeatable): comparison, generations."),
+    output: Path = typer.Option(..., "--output", help="Directory for report.md, report.html and plots/."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="A jft run manifest (WORKDIR/jft-run.json): adds stage times, data and commands."),
+    title: Optional[str] = typer.Option(None, "--title", help="The report's title."),
+) -> None:
+    """Write report.md and a self-contained report.html from training runs and evaluation results."""
+    from japanese_ft.commands.report import run_report
+
+    run_report(list(run), list(result), output, manifest, title)
 
 
 @app.command("demo")
 def demo_cmd(
-    output_dir: Path = typer.Option(Path("jft-demo"), "--output-dir", help="Directory for everything the demo writes (report.md inside)."),
+    output_dir: Path = typer.Option(Path("jft-demo"), "--output-dir", help="Work directory for everything the demo writes (report/report.html inside)."),
     quick: bool = typer.Option(False, "--quick", help="Fewer steps and questions (under a minute; for tests)."),
-    force: bool = typer.Option(False, "--force", help="Delete an earlier demo in --output-dir and start over."),
+    force: bool = typer.Option(False, "--force", help="Run every stage again, even those that are up to date."),
 ) -> None:
-    """The whole pipeline offline on the built-in Japanese sample, with a report (CPU, a few minutes)."""
+    """The whole pipeline offline on the built-in Japanese sample, with a report (CPU, about a minute): jft run demo."""
     from japanese_ft.commands.demo import run_demo_command
 
     run_demo_command(output_dir, quick, force)
@@ -355,7 +403,7 @@ def doctor_cmd(
 
 @app.command("status")
 def status_cmd(
-    run_dir: Path = typer.Argument(..., help="A training run's output_dir (or a directory of runs)."),
+    run_dir: Path = typer.Argument(..., help="A jft run work directory, a training run's output_dir, or a directory of runs."),
     watch: bool = typer.Option(False, "--watch", help="Refresh until the run finishes (Ctrl-C stops watching)."),
     interval: float = typer.Option(5.0, "--interval", help="Seconds between refreshes with --watch."),
 ) -> None:

@@ -66,6 +66,7 @@ def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, us
             ("stats", f"{output_prefix}.stats.json"),
         ],
     )
+    return stats
 
 
 def run_merge_corpus(prefixes, output_prefix, dedup):

@@ -64,6 +64,7 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
     elif validation_ratio > 0 and stats.validation_pairs == 0:
         console.print("[yellow]warning:[/] no article fell into validation; use more input or a larger --validation-ratio",
                       highlight=False)
+    return stats
 
 
 def run_convert_squad(file, output, strip_title=True):
@@ -80,6 +81,7 @@ def run_convert_squad(file, output, strip_title=True):
             ("input layout", "文章:{context}\\n質問:{question}"),
         ],
     )
+    return stats
 
 
 @contextmanager
@@ -128,3 +130,4 @@ def run_download_corpus(name, output_dir, base_url, files, sha256, retries, time
             ("next", f"jft prepare-corpus {output_dir} --tokenizer TOKENIZER --output-prefix PREFIX"),
         ],
     )
+    return results

@@ -60,23 +60,60 @@ def render_many(statuses):
 
     from japanese_ft.train.status import fmt_duration
 
+    # Short headers and wrapped (never cut) cells: the table stays readable at 80 columns.
     table = Table(title="runs", title_justify="left")
     for col, just in (("run", "left"), ("state", "left"), ("mode", "left"), ("step", "right"), ("loss", "right"),
-                      ("val loss", "right"), ("tokens/s", "right"), ("ETA", "right"), ("checkpoints", "left")):
-        table.add_column(col, justify=just)
+                      ("val", "right"), ("tok/s", "right"), ("ETA", "right"), ("ckpts", "left")):
+        table.add_column(col, justify=just, overflow="fold")
     for st in statuses:
-        table.add_row(Path(st.run_dir).name, st.state, st.mode or "?", f"{st.step}/{st.max_steps or '?'}", _f(st.loss),
-                      _f(st.val_loss), f"{st.tokens_per_s:,.0f}" if st.tokens_per_s else "-",
+        table.add_row(Path(st.run_dir).name, st.state, st.mode or "?", f"{st.step}/{st.max_steps or '?'}", _f(st.loss, 3),
+                      _f(st.val_loss, 3), f"{st.tokens_per_s:,.0f}" if st.tokens_per_s else "-",
                       fmt_duration(st.eta_seconds) if st.eta_seconds is not None else "-",
                       ", ".join(str(c.step) for c in st.checkpoints if c.complete) or "-")
     return table
 
 
+def render_pipeline(workdir: Path, manifest: dict):
+    """The stages of a `jft run` work directory (its manifest), one row each."""
+    from rich.table import Table
+
+    from japanese_ft.commands.run import stage_result
+
+    recipe = manifest.get("recipe", {})
+    stages = manifest.get("stages", {})
+    total = sum(s.get("seconds") or 0 for s in stages.values())
+    table = Table(title=f"jft run {recipe.get('name')} in {workdir}: {manifest.get('status')}, {total:.1f} s of stage time",
+                  title_justify="left")
+    for col, just in (("stage", "left"), ("kind", "left"), ("state", "left"), ("time", "right"), ("result", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    for name, rec in stages.items():
+        secs = f"{rec['seconds']:.1f} s" if rec.get("seconds") is not None else "-"
+        table.add_row(name, rec.get("kind", "?"), rec.get("status", "?"), secs, stage_result(rec))
+    return table
+
+
+def _pipeline_active(workdir: Path, manifest: dict) -> bool:
+    import os
+
+    from japanese_ft.pipeline.manifest import LOCK
+
+    try:
+        pid = int((workdir / (LOCK + ".pid")).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return manifest.get("status") == "running"
+
+
 def _collect(run_dir: Path):
+    from japanese_ft.pipeline.manifest import read_manifest
     from japanese_ft.train.status import find_runs, is_run_dir, run_status
 
     if not run_dir.exists():
         raise UserError(f"{run_dir}: no such directory")
+    manifest = read_manifest(run_dir) if run_dir.is_dir() else None
+    if manifest is not None:
+        return render_pipeline(run_dir, manifest), _pipeline_active(run_dir, manifest)
     if is_run_dir(run_dir):
         st = run_status(run_dir)
         return render_run(st), st.state in ("running", "not started")

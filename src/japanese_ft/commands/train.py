@@ -40,6 +40,29 @@ def run_init_model(preset: str, tokenizer: str, output: Path, seed: int, dtype: 
             ("generation stops at", info["eos_token_id"]),
         ],
     )
+    return info
+
+
+def run_train_tokenizer(inputs, output: Path, vocab_size: int, min_frequency: int, text_key: str) -> dict:
+    from japanese_ft.data.corpus import iter_records
+    from japanese_ft.model.tokenizer import train_bpe_tokenizer
+
+    if vocab_size < 300:
+        raise UserError(f"--vocab-size must be >= 300 (256 byte tokens + specials + merges), got {vocab_size}")
+    if min_frequency < 1:
+        raise UserError(f"--min-frequency must be >= 1, got {min_frequency}")
+    texts = [rec[text_key] for rec, _ in iter_records([str(p) for p in inputs], text_key)]
+    if not texts:
+        raise UserError(f"{', '.join(str(p) for p in inputs)}: no documents to train on")
+    info = train_bpe_tokenizer(texts, output, vocab_size=vocab_size, min_frequency=min_frequency)
+    info.update(documents=len(texts), characters=sum(len(t) for t in texts))
+    summary_table(
+        f"train-tokenizer -> {info['output']}",
+        [("vocab size", f"{info['vocab_size']:,} (byte-level BPE, ChatML chat template)"),
+         ("special tokens", ", ".join(info["special_tokens"])),
+         ("trained on", f"{info['documents']:,} documents, {info['characters']:,} characters")],
+    )
+    return info
 
 
 def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
@@ -47,8 +70,8 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
 
     if mode not in MODES:
         raise UserError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
-    if config is None:
-        raise UserError("--config FILE.yaml is required (see configs/)")
+    if config is None and not overrides:
+        raise UserError("give --config FILE.yaml (see configs/) and/or key=value settings")
     cfg = load_run_config(config, overrides, mode)  # unknown keys and bad values fail here
     quiet_libraries()
     from japanese_ft.train.loop import train
@@ -96,3 +119,4 @@ def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
         f"export -> {info['output']}",
         [("base", info["base"]), ("adapter", info["adapter"]), ("parameters", f"{info['parameters']:,}"), ("dtype", info["dtype"])],
     )
+    return info

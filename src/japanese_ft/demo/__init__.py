@@ -1,1 +1,0 @@
-"""`jft demo`: the whole pipeline, offline, on the built-in Japanese sample (see pipeline.py)."""
