@@ -52,10 +52,17 @@ class ConsoleReporter:
     on a terminal, start and finish lines otherwise."""
 
     def __init__(self) -> None:
+        from rich.console import Console
+
+        # Its own console on today's stderr: while a stage runs, jft's consoles write to the stage's log.
+        self.console = Console(file=console.file)
         self.n = 0
         self.width = 8
         self._live = None
         self._stop = None
+
+    def _say(self, text: str, style: str | None = None) -> None:
+        self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
 
     def _head(self, i: int, name: str) -> str:
         return f"[{i:>{len(str(self.n))}}/{self.n}] {name:<{self.width}}"
@@ -64,16 +71,16 @@ class ConsoleReporter:
         self.n = len(plan.stages)
         self.width = max(len(s.name) for s in plan.stages)
         todo = sum(1 for v in decisions.values() if v)
-        console.print(f"jft run {plan.recipe.name}: {self.n} stages in {plan.workdir} ({todo} to run, "
-                      f"{self.n - todo} up to date)", highlight=False)
+        self._say(f"jft run {plan.recipe.name}: {self.n} stages in {plan.workdir} ({todo} to run, "
+                  f"{self.n - todo} up to date)")
 
     def skip(self, i, stage, reason) -> None:
-        console.print(f"[dim]{self._head(i, stage.name)} {reason}[/]", highlight=False)
+        self._say(f"{self._head(i, stage.name)} {reason}", style="dim")
 
     def start(self, i, stage, reason, poll) -> None:
         head = self._head(i, stage.name)
-        if not console.is_terminal:
-            console.print(f"{head} {stage.kind.name}: {stage.title} ({reason})", highlight=False, soft_wrap=True)
+        if not self.console.is_terminal:
+            self._say(f"{head} {stage.kind.name}: {stage.title} ({reason})")
             return
         from rich.live import Live
         from rich.text import Text
@@ -84,7 +91,7 @@ class ConsoleReporter:
             extra = poll() or ""
             return Text(f"{head} {stage.kind.name}: {stage.title}  {extra}  {time.perf_counter() - t0:.0f} s")
 
-        self._live = Live(line(), console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
+        self._live = Live(line(), console=self.console, transient=True, redirect_stdout=False, redirect_stderr=False)
         self._live.start()
         self._stop = threading.Event()
 
@@ -102,13 +109,12 @@ class ConsoleReporter:
 
     def done(self, i, stage, rec) -> None:
         self._end_live()
-        console.print(f"{self._head(i, stage.name)} done {rec['seconds']:>6.1f} s  {stage_result(rec)}".rstrip(),
-                      highlight=False, soft_wrap=True)
+        self._say(f"{self._head(i, stage.name)} done {rec['seconds']:>6.1f} s  {stage_result(rec)}".rstrip())
 
     def failed(self, i, stage, rec, error) -> None:
         self._end_live()
-        console.print(f"[bold red]{self._head(i, stage.name)} {rec['status']}[/] after {rec.get('seconds', 0):.1f} s; "
-                      f"log: {stage.workdir / rec['log']}", highlight=False, soft_wrap=True)
+        self._say(f"{self._head(i, stage.name)} {rec['status']} after {rec.get('seconds', 0):.1f} s; "
+                  f"log: {stage.workdir / rec['log']}", style="bold red")
 
 
 def _metrics_table(manifest: dict, names: list[str]):

@@ -128,8 +128,15 @@ def _resolve_stage(plan: Plan, spec, builtins: dict, symbolic_vars: dict) -> Sta
     if kind.name == "train":
         from japanese_ft.pipeline.kinds.model import processes_for
 
-        gpus = settings.gpus or (plan.cli_gpus if plan.cli_gpus is not None else recipe.gpus)
-        stage.processes = processes_for(gpus, stage.extra["run_config"]["train"]["device"])
+        device = stage.extra["run_config"]["train"]["device"]
+        if settings.gpus:
+            stage.processes = processes_for(settings.gpus, device, explicit=True)
+        else:
+            stage.processes = processes_for(plan.cli_gpus if plan.cli_gpus is not None else recipe.gpus, device)
+        t = stage.extra["run_config"]["train"]
+        if t["global_batch_size"] % (t["micro_batch_size"] * stage.processes):
+            raise stage.error(f"train.global_batch_size ({t['global_batch_size']}) is not divisible by train.micro_batch_size "
+                              f"({t['micro_batch_size']}) x {stage.processes} processes (gpus)")
     stage.command = kind.command(stage)
     upstream = {d: earlier[d].fingerprint for d in sorted(deps)}
     stage.fingerprint = fingerprint(kind.name, kind.fingerprint_data(stage), upstream,

@@ -112,12 +112,16 @@ def parse_settings(cls, raw: dict, where: str):
     missing = [n for n, f in fields.items() if n not in raw and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     try:
-        if missing:
+        if missing and all(k in fields for k in raw):  # an unknown key (often the misspelt missing one) comes first
             raise UserError(f"missing setting {missing[0]!r}; settings: {', '.join(fields)}")
         return from_dict(cls, raw)
     except UserError as exc:
-        msg = str(exc).replace("unknown config key", "unknown setting").replace("known keys:", "settings:")
-        raise UserError(f"{where}: {msg}") from None
+        raise UserError(f"{where}: {setting_message(exc)}") from None
+
+
+def setting_message(exc: Exception) -> str:
+    """config.from_dict's wording ("unknown config key") in a recipe's terms."""
+    return str(exc).replace("unknown config key", "unknown setting").replace("known keys:", "settings:")
 
 
 def as_dict(settings) -> dict:
@@ -165,7 +169,7 @@ def shell(args: list, width: int = 100) -> str:
     lines, line = [], ""
     for i, w in enumerate(words):
         tok, prev = str(args[i]), str(args[i - 1]) if i else ""
-        breakable = i > 0 and (tok.startswith("--") or ("=" in tok and not prev.startswith("--")))
+        breakable = i >= 2 and not (prev.startswith("--") and not tok.startswith("--"))  # keep --option VALUE together
         if line and breakable and len(line) + 1 + len(w) > width:
             lines.append(line + " \\")
             line = "    " + w

@@ -11,7 +11,17 @@ from functools import lru_cache
 from pathlib import Path
 
 from japanese_ft.errors import UserError
-from japanese_ft.pipeline.kinds.base import Kind, Stage, choice, flatten, register, shell, summary_of, yaml_value
+from japanese_ft.pipeline.kinds.base import (
+    Kind,
+    Stage,
+    choice,
+    flatten,
+    register,
+    setting_message,
+    shell,
+    summary_of,
+    yaml_value,
+)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -116,9 +126,10 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def processes_for(gpus, device: str) -> int:
-    """How many training processes: 1 on CPU; `auto` = every visible CUDA GPU (at least 1)."""
-    if device == "cpu":
+def processes_for(gpus, device: str, explicit: bool = False) -> int:
+    """How many training processes: `auto` = every visible CUDA GPU (at least 1). A stage that trains on
+    the CPU uses 1 unless its own `gpus` asks for more (CPU processes, gloo)."""
+    if device == "cpu" and not (explicit and gpus not in (None, "auto")):
         return 1
     if gpus in (None, "auto"):
         return max(1, visible_gpus()) if device in ("auto", "cuda") else 1
@@ -170,7 +181,7 @@ class Train(Kind):
         try:
             cfg = load_run_config(s.config, overrides, s.mode)  # exactly what `jft train` builds from the command
         except UserError as exc:
-            raise stage.error(str(exc)) from None
+            raise stage.error(setting_message(exc)) from None
         stage.extra["overrides"] = overrides
         stage.extra["run_config"] = to_dict(cfg)
         symbolic = self._merged(stage, {k: stage.symbolic.get(k) for k in SECTIONS})
