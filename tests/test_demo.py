@@ -95,6 +95,20 @@ def test_status_reads_the_demo(demo_dir, capsys):
     assert "finished" in capsys.readouterr().out
 
 
+def test_report_from_explicit_inputs(demo_dir, tmp_path, capsys):
+    """`jft report` as the dry-run prints it: no manifest, so no stage times, data or commands."""
+    out = tmp_path / "rep"
+    args = ["report", "--run", str(demo_dir / "cpt"), "--run", str(demo_dir / "lora"), "--output", str(out),
+            "--result", str(demo_dir / "eval-cpt" / "result.json"), "--result", str(demo_dir / "eval-lora" / "result.json")]
+    assert main(args) == 0
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Training" in md and "## Results at a glance" in md and "Sample generations" in md
+    assert "## Stages" not in md and "jft report --run" in md
+    assert (out / "plots" / "loss_curves.png").read_bytes().startswith(PNG)
+    assert main(["report", "--output", str(out)]) == 2
+    assert "--run" in capsys.readouterr().err
+
+
 def test_rerun_of_a_complete_demo_changes_nothing(demo_dir, capsys):
     before = read_manifest(demo_dir)
     weights = (demo_dir / "cpt" / "final" / "model.safetensors").stat().st_mtime_ns

@@ -88,8 +88,8 @@ class ConsoleReporter:
         t0 = time.perf_counter()
 
         def line() -> Text:
-            extra = poll() or ""
-            return Text(f"{head} {stage.kind.name}: {stage.title}  {extra}  {time.perf_counter() - t0:.0f} s")
+            what = poll() or f"{stage.kind.name}: {stage.title}"
+            return Text(f"{head} {what}  {time.perf_counter() - t0:.0f} s", no_wrap=True, overflow="ellipsis")
 
         self._live = Live(line(), console=self.console, transient=True, redirect_stdout=False, redirect_stderr=False)
         self._live.start()
