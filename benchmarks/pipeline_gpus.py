@@ -24,13 +24,18 @@ import time
 from pathlib import Path
 
 TRAIN_STAGES = ("base", "cpt", "sft", "lora")
+GLOBAL_BATCH = 4  # the demo recipe's global batch (vars.micro_batch)
 
 
 def run(out: Path, name: str, nprocs: int, device: str, preset: str | None) -> dict:
     workdir = out / name
     overrides = []
+    if GLOBAL_BATCH % nprocs:
+        raise SystemExit(f"--nprocs must divide the demo's global batch ({GLOBAL_BATCH})")
     for st in TRAIN_STAGES:
-        overrides += [f"{st}.train.device={device}", f"{st}.model.compile=false"]
+        # the same global batch of 4 sequences: 1 process x 4, or N processes x 4/N
+        overrides += [f"{st}.train.device={device}", f"{st}.model.compile=false",
+                      f"{st}.train.micro_batch_size={GLOBAL_BATCH // nprocs}"]
         if device == "cpu":
             overrides.append(f"{st}.gpus={nprocs}")  # CPU stages need the stage's own setting (gloo processes)
     for st in ("eval-base", "eval-cpt", "eval-sft", "eval-lora", "eval-merged"):
