@@ -69,7 +69,6 @@ def test_demo_writes_report_plots_metrics_and_export(demo_dir):
         assert r["heldout_ppl"]["perplexity"] > 1 and 0 < r["heldout_ppl"]["bits_per_char"] < 20
         assert 0.0 <= r["jsquad_heldout"]["char_f1"] <= 1.0 and r["jsquad_heldout"]["n"] == 8
         assert len(r["samples"]["outputs"]) == 2  # the quick preset's two prompts
-    assert json.loads((demo_dir / "compare" / "compare.json").read_text())["labels"] == list(EVALS)
     # corpus stats: the CPT half contains one of the sample's duplicate articles
     parts = {n: m["stages"][n]["summary"] for n in ("corpus-base", "corpus-cpt", "heldout")}
     assert parts["corpus-cpt"]["dropped"].get("duplicate_exact") == 1

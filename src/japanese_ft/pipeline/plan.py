@@ -74,74 +74,88 @@ def build_plan(recipe: Recipe, workdir: Path, cli_gpus: int | None = None) -> Pl
     return plan
 
 
+class _References:
+    """Looks up `${...}` for one stage: variables, built-ins and the outputs of earlier stages
+    (recording which stages it uses). Symbolic lookups keep stage outputs and ${workdir} as text."""
+
+    def __init__(self, plan: Plan, spec, builtins: dict, symbolic_vars: dict) -> None:
+        self.plan, self.spec, self.builtins, self.symbolic_vars = plan, spec, builtins, symbolic_vars
+        self.earlier = {st.name: st for st in plan.stages}
+        self.names = [s.name for s in plan.recipe.stages]
+        self.deps: list[str] = []
+
+    def stage_output(self, ref: str):
+        name, key = ref.split(".", 1)
+        if name == self.spec.name:
+            raise UserError(f"${{{ref}}}: a stage cannot use its own outputs (a cycle)")
+        if name not in self.earlier:
+            if name in self.names:
+                raise UserError(f"${{{ref}}}: stage {name!r} comes later; stages run in file order, so move it before "
+                                f"{self.spec.name!r}")
+            raise UserError(f"${{{ref}}}: no stage {name!r}{_did_you_mean(name, self.names)}")
+        outs = self.earlier[name].outputs
+        if key not in outs:
+            raise UserError(f"${{{ref}}}: stage {name!r} ({self.earlier[name].kind.name}) has no output {key!r}"
+                            f"{_did_you_mean(key, outs)}; its outputs: {', '.join(outs)}")
+        if name not in self.deps:
+            self.deps.append(name)
+        return outs[key]
+
+    def lookup(self, ref: str, symbolic: bool):
+        if "." in ref:
+            value = self.stage_output(ref)
+            return "${" + ref + "}" if symbolic else value
+        if symbolic and ref == "workdir":
+            return "${workdir}"
+        if ref in self.builtins:
+            return self.builtins[ref]
+        values = self.symbolic_vars if symbolic else self.plan.vars
+        if ref not in values:
+            raise UserError(f"${{{ref}}}: unknown variable{_did_you_mean(ref, list(values) + list(self.builtins))}")
+        return values[ref]
+
+
 def _resolve_stage(plan: Plan, spec, builtins: dict, symbolic_vars: dict) -> Stage:
     recipe = plan.recipe
     where = recipe.where(spec)
     kind = KINDS.get(spec.kind)
     if kind is None:
         raise UserError(f"{where}: unknown kind {spec.kind!r}{_did_you_mean(spec.kind, KINDS)}; kinds: {', '.join(KINDS)}")
-    earlier = {st.name: st for st in plan.stages}
-    names = [s.name for s in recipe.stages]
-    deps: list[str] = []
-
-    def stage_ref(ref: str):
-        name, key = ref.split(".", 1)
-        if name == spec.name:
-            raise UserError(f"${{{ref}}}: a stage cannot use its own outputs (a cycle)")
-        if name not in earlier:
-            if name in names:
-                raise UserError(f"${{{ref}}}: stage {name!r} comes later; stages run in file order, so move it before "
-                                f"{spec.name!r}")
-            raise UserError(f"${{{ref}}}: no stage {name!r}{_did_you_mean(name, names)}")
-        outs = earlier[name].outputs
-        if key not in outs:
-            raise UserError(f"${{{ref}}}: stage {name!r} ({earlier[name].kind.name}) has no output {key!r}"
-                            f"{_did_you_mean(key, outs)}; its outputs: {', '.join(outs)}")
-        if name not in deps:
-            deps.append(name)
-        return outs[key]
-
-    def lookup(ref: str, symbolic: bool):
-        if "." in ref:
-            value = stage_ref(ref)
-            return "${" + ref + "}" if symbolic else value
-        if symbolic and ref == "workdir":
-            return "${workdir}"
-        if ref in builtins:
-            return builtins[ref]
-        values = symbolic_vars if symbolic else plan.vars
-        if ref not in values:
-            raise UserError(f"${{{ref}}}: unknown variable{_did_you_mean(ref, list(values) + list(builtins))}")
-        return values[ref]
-
-    raw = {**kind.defaults(list(earlier.values()), recipe), **spec.raw}
+    refs = _References(plan, spec, builtins, symbolic_vars)
+    raw = {**kind.defaults(list(refs.earlier.values()), recipe), **spec.raw}
     try:
-        resolved = Resolver(lambda r: lookup(r, False)).resolve(raw, "")
-        sym = Resolver(lambda r: lookup(r, True)).resolve(raw, "")
+        resolved = Resolver(lambda r: refs.lookup(r, False)).resolve(raw, "")
+        sym = Resolver(lambda r: refs.lookup(r, True)).resolve(raw, "")
     except UserError as exc:
         raise UserError(f"{where}: {exc}") from None
     settings = parse_settings(kind.Settings, resolved, where)
     stage = Stage(spec=spec, kind=kind, settings=settings, symbolic=sym, dir=plan.workdir / spec.name,
-                  workdir=plan.workdir, where=where, deps=deps)
+                  workdir=plan.workdir, where=where, deps=refs.deps)
     stage.outputs = kind.outputs(stage.dir, settings)
     kind.prepare(stage)
     if kind.name == "train":
-        from japanese_ft.pipeline.kinds.model import processes_for
-
-        device = stage.extra["run_config"]["train"]["device"]
-        if settings.gpus:
-            stage.processes = processes_for(settings.gpus, device, explicit=True)
-        else:
-            stage.processes = processes_for(plan.cli_gpus if plan.cli_gpus is not None else recipe.gpus, device)
-        t = stage.extra["run_config"]["train"]
-        if t["global_batch_size"] % (t["micro_batch_size"] * stage.processes):
-            raise stage.error(f"train.global_batch_size ({t['global_batch_size']}) is not divisible by train.micro_batch_size "
-                              f"({t['micro_batch_size']}) x {stage.processes} processes (gpus)")
+        stage.processes = _processes(plan, stage)
     stage.command = kind.command(stage)
-    upstream = {d: earlier[d].fingerprint for d in sorted(deps)}
+    upstream = {d: refs.earlier[d].fingerprint for d in sorted(refs.deps)}
     stage.fingerprint = fingerprint(kind.name, kind.fingerprint_data(stage), upstream,
                                     externals(kind.external_paths(stage)))
     return stage
+
+
+def _processes(plan: Plan, stage: Stage) -> int:
+    """A training stage's process count: its own `gpus`, else --gpus, else the recipe's; checked
+    against the batch sizes now rather than after the earlier stages have run."""
+    from japanese_ft.pipeline.kinds.model import processes_for
+
+    t = stage.extra["run_config"]["train"]
+    if stage.settings.gpus:
+        n = processes_for(stage.settings.gpus, t["device"], explicit=True)
+    else:
+        n = processes_for(plan.cli_gpus if plan.cli_gpus is not None else plan.recipe.gpus, t["device"])
+    if t["global_batch_size"] % (t["micro_batch_size"] * n):
+        raise stage.error(f"train.global_batch_size ({t['global_batch_size']}) is not divisible by train.micro_batch_size "
+                          f"({t['micro_batch_size']}) x {n} processes (gpus)")
+    return n
 
 
 # ---- what runs --------------------------------------------------------------------------------

@@ -180,8 +180,10 @@ def _cpu_threads(n: int | None):
 
 
 def _free_memory() -> None:
-    """Between in-process stages: drop the last stage's model and return GPU memory to the pool."""
-    gc.collect()
+    """Between in-process stages: drop the last stage's model and return GPU memory to the pool. Only
+    when CUDA is in use: on the CPU the memory is back already, and a full gc.collect() with torch and
+    transformers loaded costs ~0.2 s per stage (10 % of the quick demo)."""
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        gc.collect()
         torch.cuda.empty_cache()
