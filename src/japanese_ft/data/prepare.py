@@ -42,6 +42,8 @@ class PrepareOptions:
     tokenizer: str
     text_key: str = "text"
     normalize: str = "nfc"
+    clean: str = "whitespace"  # or "none": no whitespace cleanup (Megatron's preprocess_data.py does none)
+    add_special_tokens: bool = False  # BOS/EOS of the tokenizer's post-processor, as tokenizer(text).input_ids
     quality: QualityConfig | None = None
     dedup: str = "exact"
     eod: bool = True
@@ -65,6 +67,8 @@ class PrepareStats:
     mb_per_s: float = 0.0
     workers: int = 1
     normalize: str = "nfc"
+    clean: str = "whitespace"
+    add_special_tokens: bool = False
     dedup: str = "exact"
     filter: bool = False
     eod: bool = True
@@ -106,7 +110,9 @@ def _process_batch(lines: list[bytes]) -> dict:
             malformed.append((i, str(rec)))
             continue
         n_valid += 1
-        text = clean(normalize(rec[opts["text_key"]], opts["normalize"]))
+        text = normalize(rec[opts["text_key"]], opts["normalize"])
+        if opts["clean"] == "whitespace":
+            text = clean(text)
         if not text:
             dropped["empty"] += 1
             continue
@@ -123,7 +129,7 @@ def _process_batch(lines: list[bytes]) -> dict:
     lengths = np.zeros(len(texts), dtype=np.int64)
     tokens = b""
     if texts:
-        encodings = _W["tok"].encode_batch(texts, add_special_tokens=False)
+        encodings = _W["tok"].encode_batch(texts, add_special_tokens=opts["add_special_tokens"])
         eod = opts["eod_id"]
         flat: list[int] = []
         for j, enc in enumerate(encodings):
@@ -201,7 +207,9 @@ def _ordered_map(fn, batches, workers: int, tokenizer_json: str, opts: dict):
 def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
     """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`."""
     files = expand_inputs(inputs)
-    tokenizer_json, eos = load_tokenizer_json(opts.tokenizer)
+    # With special tokens, take the tokenizer as transformers builds it: it may rewrite the
+    # post-processor (add_bos_token/add_eos_token), and Megatron calls transformers' tokenizer(text).
+    tokenizer_json, eos = load_tokenizer_json(opts.tokenizer, via_transformers=opts.add_special_tokens)
     from tokenizers import Tokenizer
 
     _W["tok"] = tok = Tokenizer.from_str(tokenizer_json)  # the only build on Linux: workers fork from here
@@ -216,6 +224,8 @@ def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOp
     worker_opts = {
         "text_key": opts.text_key,
         "normalize": opts.normalize,
+        "clean": opts.clean,
+        "add_special_tokens": opts.add_special_tokens,
         "quality": asdict(opts.quality) if opts.quality is not None else None,
         "dedup": opts.dedup,
         "eod_id": eod_id,
@@ -224,6 +234,8 @@ def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOp
     stats = PrepareStats(
         workers=opts.workers,
         normalize=opts.normalize,
+        clean=opts.clean,
+        add_special_tokens=opts.add_special_tokens,
         dedup=opts.dedup,
         filter=opts.quality is not None,
         eod=opts.eod,
