@@ -99,12 +99,13 @@ def build_qa_cmd(
     text_key: str = typer.Option("text", "--text-key", help="JSON field holding the article text."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed line."),
     exclude_squad: List[Path] = typer.Option([], "--exclude-squad", help="Skip articles whose title is in this SQuAD JSON (repeatable), e.g. the JSQuAD eval set."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report: pairs and drop reasons per kind, text repairs, examples."),
 ) -> None:
     """Turn Wikipedia-style articles into question/answer pairs for SFT."""
     from japanese_ft.commands.qa import run_build_qa
 
     run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_input_chars, min_output_chars,
-                 max_output_chars, text_key, strict, exclude_squad)
+                 max_output_chars, text_key, strict, exclude_squad, report=report)
 
 
 @app.command("convert-squad")
