@@ -89,7 +89,17 @@ def test_fragments_and_reference_notes():
     assert not is_finished("最高裁判所は同判決で、保障は公務員にも及ぶことを認めるものの、")
     assert is_finished("保障は公務員にも及ぶ。") and is_finished("（1866年まで）")
     assert is_reference_note("詳細は「建国神話節」を参照。") and is_reference_note("演奏家一覧も参照。")
-    assert not is_reference_note("論文が参照された。")
+    assert is_reference_note("本項では、オーストラリアの歴史について記述する。")
+    assert is_reference_note("日本の獣肉食の歴史では、日本における獣肉食の歴史について述べる。")
+    assert not is_reference_note("論文が参照された。") and not is_reference_note("本州は日本最大の島である。")
+
+
+def test_a_lead_that_is_a_note_to_the_reader_gives_no_definition():
+    text = "本項では、架空の港の歴史について記述する。\n港は1850年に開かれ、1900年には大型船が入港できるようになった。その後、1950年に埋め立てが行われた。"
+    result = article_result("港の歴史", text, QAOptions(min_output_chars=20))
+    assert not [p for p in result.pairs if p.kind in ("definition", "summary", "overview")]
+    assert ("definition", "lead_broken") in {(d.kind, d.reason) for d in result.drops}
+    assert not any("本項" in p.output for p in result.pairs)
 
 
 # ---- each rule on a handwritten article -----------------------------------------------------
@@ -218,6 +228,11 @@ def test_features_need_a_topic_sentence_about_features():
     ])
     (features,) = [p for p in article_result("灯台", text, QAOptions(min_output_chars=20)).pairs if p.kind == "features"]
     assert "特徴" in features.input and features.output.startswith("灯台の特徴は")
+    # a one-sentence topic paragraph is too thin for 「…について教えてください」
+    thin = text.replace("レンズは遠くまで光を届けるように工夫されている。", "")
+    result = article_result("灯台", thin, QAOptions(min_output_chars=20))
+    assert not [p for p in result.pairs if p.kind == "features"]
+    assert ("features", "topic_too_thin") in {(d.kind, d.reason) for d in result.drops}
 
 
 def test_detail_chunks_follow_section_boundaries():

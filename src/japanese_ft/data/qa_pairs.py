@@ -240,6 +240,8 @@ def _misfit(art: Article, kind: str, noun: str, answer: list[int]) -> str | None
     """Why a kind-specific question does not fit its answer (None when it fits)."""
     if not answer:
         return "no_standalone_start"
+    if len(answer) < 2:
+        return "topic_too_thin"  # one sentence rarely answers 「…について教えてください」
     if art.title.endswith(noun) or (kind == "history" and re.search(r"(?:歴史|沿革|史)$", art.title)):
         return "noun_repeats_title"  # never 「ベトナムの歴史の歴史」
     if kind == "history" and sum(1 for i in answer if _DATED.search(art.text(i))) < min(2, len(answer)):
@@ -266,14 +268,11 @@ def topic_pairs(art: Article) -> None:
     title_topic = _title_topic(t)
     raw_topic = _title_topic(raw) if raw != t else None
     history, features = _history_topic(t), _feature_topic(t)
-    for p, para in enumerate(art.paragraphs[1:], 1):
+    for p in range(1, len(art.paragraphs)):
         idxs = art.paragraph(p)
         head = art.sents[idxs[0]]
         if head.dependent or head.broken:
             continue
-        if art.length(idxs) < art.opts.min_output_chars and p + 1 < len(art.paragraphs) \
-                and art.paragraphs[p + 1].heading == para.heading:
-            idxs = idxs + art.paragraph(p + 1)  # too short alone: take in the next paragraph
         first = art.text(idxs[0])
         m = title_topic.match(first) or (raw_topic.match(first) if raw_topic else None) or _ABOUT_TOPIC.match(first)
         if m and _classify(m.group(1)) != "section":

@@ -10,7 +10,8 @@ module names the three ways a sentence fails that, and repairs what can be repai
   and formulas, which leaves 「」, 「、、」, 「指導者であるの乗用車」, 「王国がにより」, a clause
   ending on a particle (「では、。」).
 * `is_finished(s)` is False for a fragment that stops mid-clause (a paragraph ending in 「、」);
-  `is_reference_note(s)` flags 「詳細は「X」を参照。」-style notes, which are no answer.
+  `is_reference_note(s)` flags notes to the reader (「詳細は「X」を参照。」, 「本項では、…について
+  記述する。」), which are no answer.
 
 `repair(text)` unescapes HTML entities, drops stray tags (`<br>`) and removes the traces of a
 dropped link that leave the sentence readable (empty parentheses, a stray comma in
@@ -72,7 +73,10 @@ _REPAIRS = (
     ("double_comma_in_parentheses", re.compile(r"、\s*、(?=[^（()）]*[）)])"), "、"),  # （にほんきょうさんとう、、略称
     ("space_before_particle", re.compile(r"(?<=[^\x00-\x7f\s]) +(?=(?:は|が|を|に|で|と|も|の|へ|や)[^\x00-\x7f])"), ""),
 )
-_REFERENCE_NOTE = re.compile(r"(?:を|も)参照(?:のこと|されたい)?[。.]?[）)]?$|^[（(]?詳細は.*参照")
+_REFERENCE_NOTE = re.compile(
+    r"(?:を|も)参照(?:のこと|されたい)?[。.]?[）)]?$|^[（(]?詳細は.*参照"  # 詳細は「X」を参照。
+    r"|^本項|について(?:述べる|記述する|説明する|解説する|扱う|記す)。$"  # 本項では、…について記述する。
+)
 
 
 def leading_reference(sentence: str) -> str | None:
@@ -96,7 +100,7 @@ def is_finished(sentence: str) -> bool:
 
 
 def is_reference_note(sentence: str) -> bool:
-    """「詳細は「X」を参照。」, 「…も参照。」: a note to the reader, not content."""
+    """「詳細は「X」を参照。」, 「本項では、…について記述する。」: a note to the reader, not content."""
     return bool(_REFERENCE_NOTE.search(sentence.strip()))
 
 
