@@ -13,7 +13,7 @@ import pytest
 
 from japanese_ft.cli import main
 from japanese_ft.data.qa import build_qa
-from japanese_ft.data.qa_pairs import QAOptions, article_result, is_person
+from japanese_ft.data.qa_pairs import QAOptions, article_result, is_definitional, is_person
 from japanese_ft.text.sentences import split_sentences
 from japanese_ft.text.standalone import hole, is_finished, is_reference_note, leading_reference, repair
 from jft_testutils import SHARED
@@ -37,6 +37,12 @@ from jft_testutils import SHARED
     ("である。", "である"),
     ("、そして終わった。", "、"),
     ("いずれにしても、船大工たちは活躍した。", "いずれにしても"),
+    ("12月には上京して初舞台を踏んだ。", "12月には"),
+    ("7月29日に大西洋上でケーブルを接続した。", "7月29日に"),
+    ("既に1916年には鉄道が開通していた。", "既に"),
+    ("ただ文化3年、一茶は寺に立ち寄った。", "ただ"),
+    ("同楽曲が1966年に一位を獲得した。", "同楽曲"),
+    ("より大きな効果を得るには空洞を二重にする。", "より"),
 ])
 def test_leading_reference_finds_words_that_point_back(sentence, word):
     assert leading_reference(sentence) == word
@@ -46,6 +52,7 @@ def test_leading_reference_finds_words_that_point_back(sentence, word):
     "テンポイントの死は大きく報じられた。", "1954年、夫と離婚した。", "同志社大学は京都にある。", "同人誌は増えた。",
     "彼岸は春と秋にある。", "はやぶさは小惑星に着陸した。", "うちわは夏に使う。", "まんがは日本で人気がある。",
     "こうもりは夜に飛ぶ。", "「伐っては育てる」と言われた。", "議事堂内部中央には州章がある。",
+    "10月は最も雨が多い月である。", "1925年に鉄道が開通した。",
 ])
 def test_leading_reference_leaves_self_contained_sentences_alone(sentence):
     assert leading_reference(sentence) is None
@@ -61,6 +68,7 @@ def test_leading_reference_leaves_self_contained_sentences_alone(sentence):
     ("戦いの時にが倒れた。", "two_case_particles"),
     ("国際音声記号ではと書く。", "quote_dropped"),
     ("空気感染（Airborne transmission）と呼ばれる。", "subject_dropped"),
+    ("谷田部の学区は以下の通りとなる。", "list_dropped"),
 ])
 def test_hole_finds_traces_of_dropped_links(sentence, name):
     assert hole(sentence) == name
@@ -265,6 +273,13 @@ def test_people_are_recognised_by_their_role():
     assert not is_person("オグリキャップ（1985年3月27日 - 2010年7月3日）は、日本の競走馬、種牡馬である。")
     assert not is_person("ユグノー戦争（1562年 - 1598年）は、フランスの内戦である。")
     assert not is_person("落語家は、落語を演じることを職業とする人。", "落語家")
+    assert is_person("エリザベス1世はヘンリー8世の王女として生まれたが、庶子とされた。")
+
+
+def test_a_narrative_lead_is_not_a_definition():
+    assert is_definitional("川端康成", "川端康成は、日本の小説家である。", True)
+    assert is_definitional("矢作水力", "矢作水力は、かつて存在した日本の電力会社であった。", False)
+    assert not is_definitional("頼品ヨ", "頼品ヨは高校三年の17歳時に社会問題に関心を持ちはじめた。", False)
 
 
 def test_report_has_per_kind_counts_and_drop_reasons(tmp_path):

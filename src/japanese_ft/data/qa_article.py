@@ -101,16 +101,19 @@ def restore_subject(title: str, text: str) -> str:
 
 
 def is_person(lead: str, title: str = "") -> bool:
-    """True when the lead's first sentence ends on a person's role: 「…は、日本の小説家である。」.
+    """True when the lead's first sentence ends on a person's role (「…は、日本の小説家である。」)
+    or tells a birth (「…の王女として生まれた」).
 
     An article about a role itself (「落語家は、…職業とする人。」) is not a biography.
     """
     first = re.split(r"(?<=[。！？])", lead, maxsplit=1)[0]
+    if title and _ROLE.search(title):
+        return False
+    if re.search(r"(?:として|の家に|の家庭に|の家庭の)生まれ", first):
+        return True
     body = re.sub(r"(?:[（(][^（）()]*[）)])?(?:である|であった|だった|だ|です)?[。．]?$", "", first.strip())
     last = re.split(r"[、・のでと,]", body)[-1].strip()
-    if not _ROLE.search(last) or "は" not in first:
-        return False
-    return not (title and _ROLE.search(title))
+    return bool(_ROLE.search(last)) and "は" in first
 
 
 def _key(s: str) -> str:
@@ -119,7 +122,11 @@ def _key(s: str) -> str:
 
 def is_definitional(title: str, first_sentence: str, person: bool) -> bool:
     """The lead's first sentence names the title before its first 「は」 (「天治は、…」,
-    「ラオス人民民主共和国（…）、通称ラオスは、…」), so 「〜とは何ですか？」 fits it."""
+    「ラオス人民民主共和国（…）、通称ラオスは、…」) and states what it is rather than telling a
+    story (a past-tense verb at the end: 「…は高校三年の時に…関心を持ちはじめた。」), so
+    「〜とは何ですか？」 fits it."""
+    if re.search(r"(?<!であっ)(?<!だっ)(?<!でし)た。$", first_sentence.strip()):
+        return False
     if person:
         return True
     key, sentence = _key(title), _key(first_sentence)
