@@ -222,6 +222,11 @@ def test_kind_specific_questions_only_when_the_answer_fits():
     dated = no_dates.replace("漁村として始まった", "1200年頃に漁村として始まった").replace("人々は網を", "1600年代の人々は網を")
     (history,) = [p for p in article_result("白浜", dated, QAOptions(min_output_chars=20)).pairs if p.kind == "history"]
     assert history.output.startswith("白浜の歴史は")
+    # one episode is too narrow for 「…の歴史」: two dated sentences one year apart
+    narrow = no_dates.replace("漁村として始まった", "1567年に漁村として始まった").replace("人々は網を", "1568年の人々は網を")
+    result = article_result("白浜", narrow, QAOptions(min_output_chars=20))
+    assert not [p for p in result.pairs if p.kind == "history"]
+    assert ("history", "history_too_narrow") in {(d.kind, d.reason) for d in result.drops}
     # a title that already names the history never gets 「…の歴史の歴史」
     viet = dated.replace("白浜", "白浜の歴史")
     pairs = article_result("白浜の歴史", viet, QAOptions(min_output_chars=20)).pairs

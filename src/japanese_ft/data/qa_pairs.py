@@ -244,8 +244,13 @@ def _misfit(art: Article, kind: str, noun: str, answer: list[int]) -> str | None
         return "topic_too_thin"  # one sentence rarely answers 「…について教えてください」
     if art.title.endswith(noun) or (kind == "history" and re.search(r"(?:歴史|沿革|史)$", art.title)):
         return "noun_repeats_title"  # never 「ベトナムの歴史の歴史」
-    if kind == "history" and sum(1 for i in answer if _DATED.search(art.text(i))) < min(2, len(answer)):
-        return "history_without_dates"
+    if kind == "history":
+        texts = [art.text(i) for i in answer]
+        if sum(1 for t in texts if _DATED.search(t)) < 2:
+            return "history_without_dates"
+        years = [int(y) for t in texts for y in _YEAR.findall(t)]
+        if not re.search(r"時代|世紀|年代", "".join(texts)) and (not years or max(years) - min(years) < 10):
+            return "history_too_narrow"  # one episode (1567-1568) is no answer to 「…の歴史」
     if kind == "features" and noun not in art.text(answer[0]):
         return "features_not_in_answer"
     return None
