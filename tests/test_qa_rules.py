@@ -99,6 +99,8 @@ def test_fragments_and_reference_notes():
     assert is_reference_note("詳細は「建国神話節」を参照。") and is_reference_note("演奏家一覧も参照。")
     assert is_reference_note("本項では、オーストラリアの歴史について記述する。")
     assert is_reference_note("日本の獣肉食の歴史では、日本における獣肉食の歴史について述べる。")
+    assert is_reference_note("ここでは日立鉱山とともに諏訪鉱山についても説明を行う。")
+    assert is_reference_note("なおモルタルで口を塞がない場合については#穴の中に瓶を入れるの節で述べる。")
     assert not is_reference_note("論文が参照された。") and not is_reference_note("本州は日本最大の島である。")
 
 

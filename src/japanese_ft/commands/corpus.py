@@ -15,7 +15,6 @@ def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, us
     from japanese_ft.data.prepare import PrepareOptions, prepare_corpus
     from japanese_ft.text.dedup import DEDUP_MODES
     from japanese_ft.text.normalize import CLEANUPS, NORMALIZATIONS
-    from japanese_ft.text.quality import QualityConfig
 
     if normalize not in NORMALIZATIONS:
         raise UserError(f"--normalize {normalize!r}: choose one of {', '.join(NORMALIZATIONS)}")
@@ -25,18 +24,7 @@ def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, us
         raise UserError(f"--dedup {dedup!r}: choose one of {', '.join(DEDUP_MODES)}")
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    quality = None
-    if use_filter or filter_options:
-        opts = {}
-        for item in filter_options:
-            if "=" not in item:
-                raise UserError(f"--filter-option {item!r}: expected KEY=VALUE")
-            k, v = item.split("=", 1)
-            opts[k.strip()] = v.strip()
-        try:
-            quality = QualityConfig.from_options(opts)
-        except ValueError as exc:
-            raise UserError(f"--filter-option: {exc}") from None
+    quality = _quality_config(filter_options) if use_filter or filter_options else None
     options = PrepareOptions(
         tokenizer=tokenizer,
         text_key=text_key,
@@ -73,6 +61,21 @@ def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, us
             ("stats", f"{output_prefix}.stats.json"),
         ],
     )
+
+
+def _quality_config(filter_options):
+    from japanese_ft.text.quality import QualityConfig
+
+    opts = {}
+    for item in filter_options:
+        if "=" not in item:
+            raise UserError(f"--filter-option {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        opts[k.strip()] = v.strip()
+    try:
+        return QualityConfig.from_options(opts)
+    except ValueError as exc:
+        raise UserError(f"--filter-option: {exc}") from None
 
 
 def run_merge_corpus(prefixes, output_prefix, dedup):

@@ -204,9 +204,8 @@ def _ordered_map(fn, batches, workers: int, tokenizer_json: str, opts: dict):
             yield fut.result(), l, s
 
 
-def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
-    """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`."""
-    files = expand_inputs(inputs)
+def _build_tokenizer(opts: PrepareOptions):
+    """Build the tokenizer into `_W["tok"]`; return (tokenizer.json text, EOD id or None, dtype)."""
     # With special tokens, take the tokenizer as transformers builds it: it may rewrite the
     # post-processor (add_bos_token/add_eos_token), and Megatron calls transformers' tokenizer(text).
     tokenizer_json, eos = load_tokenizer_json(opts.tokenizer, via_transformers=opts.add_special_tokens)
@@ -214,14 +213,12 @@ def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOp
 
     _W["tok"] = tok = Tokenizer.from_str(tokenizer_json)  # the only build on Linux: workers fork from here
     eod_id = resolve_eod_id(tok, eos) if opts.eod else None
-    dtype = dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True))
+    return tokenizer_json, eod_id, dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True))
 
-    start_line, stop_line = 0, None
-    if opts.shard is not None:
-        total_lines = count_lines(files)
-        start_line, stop_line = shard_range(total_lines, opts.shard)
 
-    worker_opts = {
+def _worker_opts(opts: PrepareOptions, eod_id: int | None, dtype: np.dtype) -> dict:
+    """The options every worker needs, as plain data (they cross a process boundary)."""
+    return {
         "text_key": opts.text_key,
         "normalize": opts.normalize,
         "clean": opts.clean,
@@ -231,6 +228,19 @@ def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOp
         "eod_id": eod_id,
         "dtype": dtype.str,
     }
+
+
+def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
+    """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`."""
+    files = expand_inputs(inputs)
+    tokenizer_json, eod_id, dtype = _build_tokenizer(opts)
+
+    start_line, stop_line = 0, None
+    if opts.shard is not None:
+        total_lines = count_lines(files)
+        start_line, stop_line = shard_range(total_lines, opts.shard)
+
+    worker_opts = _worker_opts(opts, eod_id, dtype)
     stats = PrepareStats(
         workers=opts.workers,
         normalize=opts.normalize,

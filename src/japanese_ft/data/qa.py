@@ -146,14 +146,7 @@ def build_qa(inputs: list[str | Path], output_dir: str | Path, options: QAOption
     opts = options or QAOptions()
     opts.check()
     files = expand_inputs(inputs)
-    out_dir = Path(output_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = {name: out_dir / name for name in OUTPUT_NAMES}
-    if report is not None:
-        Path(report).parent.mkdir(parents=True, exist_ok=True)
-        final["report"] = Path(report)
+    final = _output_paths(Path(output_dir), report)
     tmp = {name: Path(f"{path}.tmp") for name, path in final.items()}
 
     options_dump = {k: v for k, v in asdict(opts).items() if k not in ("strict", "exclude_titles")}
@@ -195,6 +188,17 @@ def build_qa(inputs: list[str | Path], output_dir: str | Path, options: QAOption
             path.unlink(missing_ok=True)
         raise
     return stats
+
+
+def _output_paths(out_dir: Path, report: str | Path | None) -> dict[str, Path]:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = {name: out_dir / name for name in OUTPUT_NAMES}
+    if report is not None:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        final["report"] = Path(report)
+    return final
 
 
 def _write_json(path: Path, obj) -> None:
