@@ -39,6 +39,9 @@ def prepare_corpus_cmd(
     output_prefix: Path = typer.Option(..., "--output-prefix", help="Writes PREFIX.bin, PREFIX.idx, PREFIX.stats.json."),
     text_key: str = typer.Option("text", "--text-key", help="JSON field holding the document text."),
     normalize: str = typer.Option("nfc", "--normalize", help="Unicode normalization: nfc, nfkc or none."),
+    clean: str = typer.Option("whitespace", "--clean", help="whitespace (collapse space runs, 3+ newlines, strip) or none (text as read)."),
+    add_special_tokens: bool = typer.Option(False, "--add-special-tokens/--no-add-special-tokens",
+                                            help="Add the tokenizer's BOS/EOS like tokenizer(text).input_ids (default: off, as Megatron's preprocess_data.py)."),
     filter_: bool = typer.Option(False, "--filter", help="Apply the Swallow-style quality rules."),
     filter_option: List[str] = typer.Option([], "--filter-option", help="Override a quality threshold, KEY=VALUE (repeatable)."),
     dedup: str = typer.Option("exact", "--dedup", help="exact, near (MinHash over character 5-grams) or none."),
@@ -51,7 +54,8 @@ def prepare_corpus_cmd(
     from japanese_ft.commands.corpus import run_prepare_corpus
 
     run_prepare_corpus(
-        inputs, tokenizer, output_prefix, text_key, normalize, filter_, filter_option, dedup, not no_eod, workers, strict, shard
+        inputs, tokenizer, output_prefix, text_key, normalize, filter_, filter_option, dedup, not no_eod, workers, strict, shard,
+        clean=clean, add_special_tokens=add_special_tokens,
     )
 
 
@@ -95,12 +99,13 @@ def build_qa_cmd(
     text_key: str = typer.Option("text", "--text-key", help="JSON field holding the article text."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed line."),
     exclude_squad: List[Path] = typer.Option([], "--exclude-squad", help="Skip articles whose title is in this SQuAD JSON (repeatable), e.g. the JSQuAD eval set."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report: pairs and drop reasons per kind, text repairs, examples."),
 ) -> None:
     """Turn Wikipedia-style articles into question/answer pairs for SFT."""
     from japanese_ft.commands.qa import run_build_qa
 
     run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_input_chars, min_output_chars,
-                 max_output_chars, text_key, strict, exclude_squad)
+                 max_output_chars, text_key, strict, exclude_squad, report=report)
 
 
 @app.command("convert-squad")

@@ -23,7 +23,7 @@ def _squad_titles(paths: list[Path]) -> frozenset:
 
 
 def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_input_chars, min_output_chars,
-                 max_output_chars, text_key, strict, exclude_squad=()):
+                 max_output_chars, text_key, strict, exclude_squad=(), report=None):
     from japanese_ft.data.corpus import expand_inputs, progress_total
     from japanese_ft.data.qa import QAOptions, build_qa
 
@@ -41,7 +41,8 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
     opts.check()
     files = expand_inputs(inputs)
     with byte_progress("build-qa", progress_total(files)) as update:
-        stats = build_qa([str(p) for p in inputs], output_dir, opts, progress=lambda n, arts: update(n, f"{arts:,} articles"))
+        stats = build_qa([str(p) for p in inputs], output_dir, opts, progress=lambda n, arts: update(n, f"{arts:,} articles"),
+                         report=report)
     for example in stats.malformed_examples:
         console.print(f"[yellow]malformed line[/] {example}", highlight=False)
     out = Path(output_dir)
@@ -54,9 +55,11 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
         ("training", f"{stats.training_pairs:,} pairs from {stats.training_articles:,} articles -> {out / 'training.jsonl'}"),
         ("validation", f"{stats.validation_pairs:,} pairs from {stats.validation_articles:,} articles -> {out / 'validation.jsonl'}"),
         ("dropped", dropped),
+        ("text repairs", ", ".join(f"{k}={v:,}" for k, v in stats.repaired.items()) or "none"),
+        ("sentences left out", ", ".join(f"{k}={v:,}" for k, v in stats.sentences_left_out.items()) or "none"),
         ("malformed lines", f"{stats.malformed_lines:,}"),
         ("time", f"{stats.seconds:.1f} s"),
-        ("stats", str(out / "stats.json")),
+        ("stats", str(out / "stats.json") + (f", report {report}" if report else "")),
     ]
     summary_table(f"build-qa -> {out}", rows)
     if stats.articles_used == 0:
