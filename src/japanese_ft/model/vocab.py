@@ -136,13 +136,13 @@ def extend_tokenizer(tokenizer, corpus, add: int, min_frequency: int = 2, max_ch
     names = ", ".join(stats.files)
     if stats.used_documents == 0:
         raise UserError(f"--corpus {names}: no documents with text (field {text_key!r})")
-    if not words.counts.words:
+    if not words.words:
         raise UserError(f"--corpus {names}: no Japanese text (kana, kanji or full-width forms) to learn tokens from")
 
     n_merges = int(add * 1.25) + 64
     while True:
-        say(f"learning merges (BPE over {len(words.counts.words):,} distinct Japanese pre-tokens)")
-        learned = vocab_bpe.learn_merges(words.counts.words, n_merges, min_frequency)
+        say(f"learning merges (BPE over {len(words.words):,} distinct Japanese pre-tokens)")
+        learned = vocab_bpe.learn_merges(words.words, n_merges, min_frequency)
         ext = vocab_bpe.map_back(learned, base_json, add, first_id)
         if len(ext.tokens) >= add or len(learned) < n_merges:  # enough, or the corpus has no more pairs
             break
@@ -150,7 +150,7 @@ def extend_tokenizer(tokenizer, corpus, add: int, min_frequency: int = 2, max_ch
     if not ext.tokens:
         raise UserError(f"--corpus {names}: learned no new Japanese tokens (corpus too small for --min-frequency {min_frequency})")
     ext_json, extended = vocab_bpe.build_extended(base, base_json, ext, name)
-    return TokenizerExtension(name, hf_tok, base, extended, ext_json, ext, stats, words.counts.japanese_words)
+    return TokenizerExtension(name, hf_tok, base, extended, ext_json, ext, stats, words.occurrences)
 
 
 def save_tokenizer(result: TokenizerExtension, out_dir) -> None:
@@ -224,11 +224,6 @@ def init_new_rows(model, result: TokenizerExtension, rows: int, seed: int = 0) -
     return tied
 
 
-def _stored_dtype(model_dir: Path) -> str:
-    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8")) if (model_dir / "config.json").exists() else {}
-    return str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32").replace("torch.", "")
-
-
 def extend_vocab(model_dir, corpus, add: int, output, seed: int = 0, min_frequency: int = 2, init: str = "mean",
                  heldout=None, max_chars: int | None = DEFAULT_MAX_CHARS, report=None, text_key: str = "text",
                  say: Callable[[str], None] | None = None) -> dict:
@@ -237,7 +232,7 @@ def extend_vocab(model_dir, corpus, add: int, output, seed: int = 0, min_frequen
     OUTPUT/vocab_extension.json and, if given, to `report`)."""
     import time
 
-    from japanese_ft.model.load import generation_config_for, load_model
+    from japanese_ft.model.load import generation_config_for, load_model, stored_dtype
     from japanese_ft.model.presets import padded_vocab_size
 
     start = time.time()
@@ -252,7 +247,7 @@ def extend_vocab(model_dir, corpus, add: int, output, seed: int = 0, min_frequen
     heldout = [Path(p) for p in (heldout or [default_heldout()])]
     result = extend_tokenizer(model_dir, corpus, add, min_frequency, max_chars, seed, text_key, say)
     say("loading the model")
-    dtype = _stored_dtype(model_dir)
+    dtype = stored_dtype(model_dir)
     model = load_model(str(model_dir), dtype=dtype, attn_implementation=None)
     old_rows = model.get_input_embeddings().weight.shape[0]
     if old_rows < result.first_id:

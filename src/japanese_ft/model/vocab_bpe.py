@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable
 
 from japanese_ft.errors import UserError
@@ -98,18 +98,9 @@ def _merge_pair(merge) -> tuple[str, str]:
     return merge[0], merge[1]
 
 
-@dataclass
-class WordCounts:
-    """Pre-tokens of the corpus in base-id form (one private character per base id), with counts."""
-
-    words: Counter = field(default_factory=Counter)
-    documents: int = 0
-    characters: int = 0
-    japanese_words: int = 0  # pre-token occurrences with Japanese bytes and at least two base tokens
-
-
 class CorpusWords:
-    """Turns texts into base-segmented words (`add(texts)`), keeping only the Japanese ones."""
+    """Counts the corpus's Japanese pre-tokens in base-id form (one private character per base id);
+    pre-tokens of a single base token are left out (nothing to merge)."""
 
     def __init__(self, base) -> None:
         import numpy as np
@@ -121,20 +112,19 @@ class CorpusWords:
         for tok, tid in vocab.items():
             self.japanese[tid] = is_japanese_token(tok)
         self.model_size = size
-        self.counts = WordCounts()
+        self.words: Counter = Counter()
+        self.occurrences = 0
 
     def add(self, texts: list[str]) -> None:
         """Encode a batch with the base tokenizer (Rust, parallel) and count its Japanese words."""
         import numpy as np
 
         # Literal special-token text in the corpus stays text (as in jft's SFT encoding).
-        self.base.encode_special_tokens = True
+        before, self.base.encode_special_tokens = self.base.encode_special_tokens, True
         try:
             encodings = self.base.encode_batch(texts, add_special_tokens=False)
         finally:
-            self.base.encode_special_tokens = False
-        self.counts.documents += len(texts)
-        self.counts.characters += sum(len(t) for t in texts)
+            self.base.encode_special_tokens = before
         for enc in encodings:
             ids = np.asarray(enc.ids, dtype=np.int64)
             if len(ids) < 2:
@@ -155,8 +145,8 @@ class CorpusWords:
             kept_starts = np.cumsum(np.r_[0, (ends - starts)[usable]])[1:-1]
             codes = np.insert(codes, kept_starts, 0x20).astype("<u4")
             pieces = codes.tobytes().decode("utf-32-le").split(" ")
-            self.counts.words.update(pieces)
-            self.counts.japanese_words += len(pieces)
+            self.words.update(pieces)
+            self.occurrences += len(pieces)
 
 
 def learn_merges(words: Counter, n_merges: int, min_frequency: int) -> list[tuple[str, str]]:
