@@ -168,6 +168,21 @@ def test_old_logits_unchanged_and_new_rows_are_means(tiny):
             assert not torch.allclose(ext_out[600], ext_in[600])  # each matrix gets its own mean
 
 
+def test_new_ids_inside_the_old_padding_rows(tiny, tmp_path):
+    """600 tokens in 640 rows: 30 new tokens reuse padding rows, nothing is resized, old rows stay."""
+    import torch
+
+    from japanese_ft.model.vocab import extend_vocab
+
+    info = extend_vocab(tiny["tied"], [ARTICLES], 30, tmp_path / "ext", seed=0)
+    assert info["embedding_rows"] == {"before": 640, "after": 640} and info["tokenizer_size"] == 630
+    base, base_tok = _load(tiny["tied"])
+    ext, _ = _load(tmp_path / "ext")
+    w0, w1 = base.get_input_embeddings().weight, ext.get_input_embeddings().weight
+    assert torch.equal(w1[:600], w0[:600]) and torch.equal(w1[630:], w0[630:])
+    assert not torch.equal(w1[600:630], w0[600:630])
+
+
 def test_deterministic_for_fixed_corpus_and_seed(tiny, tmp_path):
     from japanese_ft.model.vocab import CorpusStats, corpus_texts, extend_vocab
 
