@@ -153,6 +153,26 @@ def init_model_cmd(
     run_init_model(preset, tokenizer, output, seed, dtype)
 
 
+@app.command("extend-vocab")
+def extend_vocab_cmd(
+    model: Path = typer.Option(..., "--model", help="HF model directory with a byte-level BPE tokenizer."),
+    corpus: List[Path] = typer.Option(..., "--corpus", help="Japanese LLM-jp JSONL / JSONL.gz file or directory (repeatable)."),
+    add: int = typer.Option(..., "--add", help="Number of tokens to add (e.g. 16000)."),
+    output: Path = typer.Option(..., "--output", help="Directory for the extended model and tokenizer."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the corpus sample (above --max-chars) and the padding rows."),
+    min_frequency: int = typer.Option(2, "--min-frequency", help="A merge needs at least this many occurrences."),
+    init: str = typer.Option("mean", "--init", help="New embedding rows: mean (of the base tokens each new token splits into)."),
+    heldout: Optional[List[Path]] = typer.Option(None, "--heldout", help="Held-out Japanese JSONL for the chars/token report (default: the built-in sample)."),
+    max_chars: int = typer.Option(50_000_000, "--max-chars", help="Learn from a seeded sample of documents of about this many characters (0 = all)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the report JSON here."),
+    text_key: str = typer.Option("text", "--text-key", help="JSON field holding the document text."),
+) -> None:
+    """Add Japanese tokens to a model's tokenizer (continued BPE) and resize its embeddings."""
+    from japanese_ft.commands.vocab import run_extend_vocab
+
+    run_extend_vocab(model, corpus, add, output, seed, min_frequency, init, heldout, max_chars, report, text_key)
+
+
 @app.command("train", context_settings={"allow_extra_args": False})
 def train_cmd(
     mode: str = typer.Argument(..., help="cpt, sft or lora."),

@@ -54,6 +54,7 @@ class TrainingConfig:
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     grad_clip: float = 1.0
+    embedding_warmup_steps: int = 0  # cpt/sft: the first N steps update only the input/output embeddings
     precision: str = "bf16"  # bf16 | fp32
     eval_every: int = 100
     eval_batches: int = 5
@@ -106,6 +107,10 @@ class RunConfig:
             raise UserError(f"train.betas must have two values, got {self.train.betas}")
         if self.lora.r < 1:
             raise UserError(f"lora.r must be >= 1, got {self.lora.r}")
+        if self.train.embedding_warmup_steps < 0:
+            raise UserError(f"train.embedding_warmup_steps must be >= 0, got {self.train.embedding_warmup_steps}")
+        if self.train.embedding_warmup_steps and self.mode == "lora":
+            raise UserError("train.embedding_warmup_steps: lora keeps the embeddings frozen; use it with cpt or sft")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

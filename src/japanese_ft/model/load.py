@@ -86,6 +86,13 @@ def resolve_dtype(name: str):
     return table[name]
 
 
+def stored_dtype(model_dir: str | Path, default: str = "float32") -> str:
+    """The dtype a local checkpoint's config.json records (`dtype`, or `torch_dtype` before transformers 5)."""
+    cfg_path = Path(model_dir) / "config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
+    return str(cfg.get("dtype") or cfg.get("torch_dtype") or default).replace("torch.", "")
+
+
 def load_model(name_or_path: str, dtype="float32", attn_implementation: str | None = "sdpa", trust_remote_code: bool = False):
     """AutoModelForCausalLM from a local directory or hub id, weights in `dtype`."""
     from transformers import AutoModelForCausalLM
