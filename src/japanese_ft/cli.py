@@ -148,6 +148,19 @@ def init_model_cmd(
     run_init_model(preset, tokenizer, output, seed, dtype)
 
 
+@app.command("import-model")
+def import_model_cmd(
+    source: str = typer.Argument(..., help="A local Hugging Face model directory, a hub id, or a .gguf file."),
+    output: Path = typer.Option(..., "--output", help="Directory for the safetensors checkpoint (must be new or empty)."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (GGUF: float32; HF: the stored dtype), bfloat16 or float32."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code (HF sources only)."),
+) -> None:
+    """Import a pretrained model (HF directory, hub id or GGUF) as a plain safetensors checkpoint."""
+    from japanese_ft.commands.train import run_import_model
+
+    run_import_model(source, output, dtype, trust_remote_code)
+
+
 @app.command("train", context_settings={"allow_extra_args": False})
 def train_cmd(
     mode: str = typer.Argument(..., help="cpt, sft or lora."),

@@ -101,7 +101,9 @@ def quiet_libraries() -> None:
 
 
 def error(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # "[gguf]" stays text
 
 
 def is_interactive() -> bool:
