@@ -105,14 +105,19 @@ def build_qa_cmd(
 
 @app.command("convert-squad")
 def convert_squad_cmd(
-    file: Path = typer.Argument(..., help="SQuAD v1.1/v2.0 JSON, e.g. jsquad-valid-v1.3.json."),
-    output: Path = typer.Option(..., "--output", help="Output JSONL: {input: 文章:…\\n質問:…, output: first answer, meta}."),
+    file: Path = typer.Argument(..., help="SQuAD v1.1/v2.0 JSON, e.g. JaQuAD or jsquad-train-v1.3.json."),
+    output: Path = typer.Option(..., "--output", help="Output JSONL: SFT records {input, output, meta}, or with --articles corpus documents {text, meta}."),
     keep_title: bool = typer.Option(False, "--keep-title", help="Keep JSQuAD's 'title [SEP] ' context prefix."),
+    style: str = typer.Option("plain", "--style", help="SFT input: plain (文章:…\\n質問:…) or llm-jp-eval (the whole prompt jft eval jsquad sends)."),
+    articles: bool = typer.Option(False, "--articles", help="Write each unique article's paragraphs as one LLM-jp JSONL document (a CPT corpus)."),
 ) -> None:
-    """Convert SQuAD-format reading comprehension (JSQuAD) to {"input","output"} SFT records."""
-    from japanese_ft.commands.qa import run_convert_squad
+    """Convert SQuAD-format reading comprehension (JSQuAD, JaQuAD) to SFT records or to a corpus of its articles."""
+    from japanese_ft.commands.qa import run_convert_squad, run_squad_articles
 
-    run_convert_squad(file, output, strip_title=not keep_title)
+    if articles:
+        run_squad_articles(file, output, strip_title=not keep_title)
+    else:
+        run_convert_squad(file, output, strip_title=not keep_title, style=style)
 
 
 @app.command("download-corpus")

@@ -21,12 +21,11 @@ from japanese_ft.errors import UserError
 from japanese_ft.eval.common import check_data_file, pick_shots
 from japanese_ft.eval.metrics import char_f1, exact_match, mean
 from japanese_ft.eval.prompts import (
-    JSQUAD_INSTRUCTION,
     JSQUAD_MAX_NEW_TOKENS,
     Shot,
-    build_prompt,
     cut_answer,
     jsquad_input,
+    jsquad_prompt,
 )
 
 SEP = " [SEP] "
@@ -123,12 +122,12 @@ def build_prompts(items: list[QAItem], shots: int = 0, shot_pool: list[Shot] | N
             use = [s for s in fixed if s.input != it.input]
             if len(use) < shots:  # the separate file happens to contain this very question
                 use = pick_shots(shot_pool, shots, seed, lambda s, it=it: s.input == it.input)
-            prompts.append(build_prompt(JSQUAD_INSTRUCTION, it.input, use))
+            prompts.append(jsquad_prompt(it.context, it.question, use))
         return prompts
     pool = pool_items if pool_items is not None else items
     for it in items:
         chosen = pick_shots(pool, shots, seed, lambda s, it=it: s.id == it.id or s.context == it.context)
-        prompts.append(build_prompt(JSQUAD_INSTRUCTION, it.input, [Shot(s.input, s.answers[0]) for s in chosen]))
+        prompts.append(jsquad_prompt(it.context, it.question, [Shot(s.input, s.answers[0]) for s in chosen]))
     return prompts
 
 
