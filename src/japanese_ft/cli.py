@@ -201,6 +201,10 @@ _MODEL_HELP = "Model checkpoint directory (config.json + safetensors)."
 _ADAPTER_HELP = "PEFT/LoRA adapter directory trained on --model."
 
 
+_CHAT_HELP = "Send the prompt as one user turn through the model's chat template (stops at its end-of-turn token)."
+_PROTOCOL_HELP = "jft (default) or llm-jp-eval (v1.3.0: 4 shots from the train split given as --shots-file, seed 42, stop at EOS only)."
+
+
 @eval_app.command("jsquad")
 def eval_jsquad_cmd(
     model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
@@ -208,12 +212,14 @@ def eval_jsquad_cmd(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
     output: Optional[Path] = typer.Option(None, "--output", help="Result JSON (default results/LABEL-jsquad.json); examples go beside it."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
-    shots: int = typer.Option(0, "--shots", help="Few-shot examples per prompt."),
-    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this file (SQuAD JSON or JSONL input/output) instead of the other questions."),
+    shots: Optional[int] = typer.Option(None, "--shots", help="Few-shot examples per prompt (jft: 0; llm-jp-eval: 4)."),
+    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this file (SQuAD JSON; jft also JSONL input/output) instead of the other questions."),
     batch_size: int = typer.Option(8, "--batch-size"),
-    max_new_tokens: int = typer.Option(25, "--max-new-tokens", help="llm-jp-eval uses 25."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the deterministic shot selection."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Default 25, llm-jp-eval's output_length."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the deterministic shot selection (jft: 0; llm-jp-eval: 42)."),
     strip_title: bool = typer.Option(False, "--strip-title", help="Drop the 'title [SEP] ' prefix of contexts (llm-jp-eval keeps it)."),
+    chat: bool = typer.Option(False, "--chat", help=_CHAT_HELP),
+    protocol: str = typer.Option("jft", "--protocol", help=_PROTOCOL_HELP),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     label: Optional[str] = typer.Option(None, "--label", help="Name of this run in comparisons."),
@@ -223,7 +229,7 @@ def eval_jsquad_cmd(
     from japanese_ft.commands.evaluate import run_eval_jsquad
 
     run_eval_jsquad(model, adapter, data, output, limit, shots, shots_file, batch_size, max_new_tokens, seed, device, dtype,
-                    label, strip_title, allow_base_mismatch)
+                    label, strip_title, allow_base_mismatch, chat, protocol)
 
 
 @eval_app.command("jcommonsenseqa")
@@ -233,11 +239,14 @@ def eval_jcqa_cmd(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
     output: Optional[Path] = typer.Option(None, "--output", help="Result JSON (default results/LABEL-jcommonsenseqa.json)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
-    shots: int = typer.Option(0, "--shots", help="Few-shot examples (other questions) per prompt."),
+    shots: Optional[int] = typer.Option(None, "--shots", help="Few-shot examples per prompt (jft: 0, other questions; llm-jp-eval: 4)."),
+    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this JSONL (e.g. the JCommonsenseQA train split)."),
     batch_size: int = typer.Option(8, "--batch-size"),
-    max_new_tokens: int = typer.Option(1, "--max-new-tokens", help="For accuracy_generation; llm-jp-eval uses 1."),
-    seed: int = typer.Option(0, "--seed"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="For accuracy_generation; default 1 (llm-jp-eval's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the shot selection (jft: 0; llm-jp-eval: 42)."),
     no_generation: bool = typer.Option(False, "--no-generation", help="Only the log-likelihood ranking."),
+    chat: bool = typer.Option(False, "--chat", help=_CHAT_HELP + " Applies to the generated answer; the ranking stays raw."),
+    protocol: str = typer.Option("jft", "--protocol", help=_PROTOCOL_HELP),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
     label: Optional[str] = typer.Option(None, "--label"),
@@ -247,7 +256,7 @@ def eval_jcqa_cmd(
     from japanese_ft.commands.evaluate import run_eval_jcqa
 
     run_eval_jcqa(model, adapter, data, output, limit, shots, batch_size, max_new_tokens, seed, device, dtype, label,
-                  no_generation, allow_base_mismatch)
+                  no_generation, allow_base_mismatch, chat, protocol, shots_file)
 
 
 @eval_app.command("perplexity")

@@ -131,6 +131,20 @@ def build_prompts(items: list[QAItem], shots: int = 0, shot_pool: list[Shot] | N
     return prompts
 
 
+def protocol_prompts(items: list[QAItem], protocol: str = "jft", shots: int = 0, shot_pool: list[Shot] | None = None,
+                     pool_items: list[QAItem] | None = None, seed: int = 0) -> list[str]:
+    """Raw prompts under a protocol: `jft` as `build_prompts`; `llm-jp-eval` with the first `shots`
+    of its seeded shuffle of `shot_pool` (the train file) for every question."""
+    if protocol != "llm-jp-eval":
+        return build_prompts(items, shots, shot_pool, pool_items, seed)
+    from japanese_ft.eval.protocol import llm_jp_eval_shots
+
+    if shots and not shot_pool:
+        raise UserError("the llm-jp-eval protocol takes its shots from the train split (--shots-file)")
+    fixed = llm_jp_eval_shots(shot_pool or [], shots, seed)
+    return [jsquad_prompt(it.context, it.question, fixed) for it in items]
+
+
 def evaluate_jsquad(
     model,
     tokenizer,
@@ -142,15 +156,19 @@ def evaluate_jsquad(
     max_new_tokens: int = JSQUAD_MAX_NEW_TOKENS,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    chat: bool = False,
+    protocol: str = "jft",
 ) -> tuple[dict, list[dict]]:
     """(summary, per-example records). `items` are the questions to score (already limited)."""
-    from japanese_ft.eval.generation import generate
+    from japanese_ft.eval.generation import encode_for, eos_ids, generate, stop_token_ids
 
     if not items:
         raise UserError("no questions to evaluate")
-    prompts = build_prompts(items, shots, shot_pool, pool_items, seed)
+    prompts, add_special = encode_for(tokenizer, protocol_prompts(items, protocol, shots, shot_pool, pool_items, seed), chat)
+    stops = eos_ids(tokenizer) if protocol == "llm-jp-eval" else stop_token_ids(tokenizer)
     t0 = time.perf_counter()
-    outs = generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, progress=progress)
+    outs = generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, progress=progress,
+                    stop_ids=stops, add_special_tokens=add_special)
     seconds = time.perf_counter() - t0
     records = []
     for it, prompt, out in zip(items, prompts, outs):
@@ -175,6 +193,9 @@ def evaluate_jsquad(
         "char_f1_best_gold": mean(r["char_f1_best"] for r in records),
         "n": len(records),
         "shots": shots,
+        "format": "chat" if chat else "raw",
+        "protocol": protocol,
+        "stop_token_ids": stops,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "seconds": round(seconds, 3),
