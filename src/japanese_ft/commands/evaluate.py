@@ -220,11 +220,10 @@ def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, 
 
 
 def run_compare(results, labels, chart):
+    from rich.markup import escape
     from rich.table import Table
 
     from japanese_ft.eval.compare import bar_chart, compare, format_table
-
-    from rich.markup import escape
 
     res = compare([str(r) for r in results], labels or None)
     table = Table(title="compare", title_justify="left")
@@ -233,7 +232,7 @@ def run_compare(results, labels, chart):
     for lab in res["labels"]:
         table.add_column(escape(lab), justify="right")
     if len(res["labels"]) > 1:
-        table.add_column(f"{res['labels'][-1]} vs {res['labels'][0]}")
+        table.add_column(escape(f"{res['labels'][-1]} vs {res['labels'][0]}"))
     for row in format_table(res):
         table.add_row(*(escape(c) for c in (row if len(res["labels"]) > 1 else row[:-1])))
     out.print(table)
