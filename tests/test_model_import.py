@@ -84,6 +84,22 @@ def test_dtype_choice_and_refusals(tmp_path):
         import_model(str(tmp_path / "empty"), tmp_path / "z")
 
 
+def test_end_of_turn_token_is_read_from_the_template(tmp_path):
+    from transformers import AutoTokenizer
+
+    from japanese_ft.model.load import end_of_turn_token
+
+    tok = AutoTokenizer.from_pretrained(str(make_tokenizer_dir(tmp_path / "t", 300, chat_template=CHATML_TEMPLATE)))
+    assert end_of_turn_token(tok) == "<|im_end|>"
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'user' %}[Q] {{ m['content'] }}\n"
+                         "{% else %}[A] {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}")
+    assert end_of_turn_token(tok) == "<|endoftext|>"
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"  # no special token after a turn
+    assert end_of_turn_token(tok) is None
+    tok.chat_template = None
+    assert end_of_turn_token(tok) is None
+
+
 def test_missing_gguf_extra_names_the_install_command(tmp_path, monkeypatch):
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"GGUF")
@@ -126,7 +142,7 @@ def _run_config(path, mode: str, model_dir, train_file, out_dir, template: str) 
     path.write_text(f"""mode: {mode}
 model: {{name_or_path: {model_dir}, dtype: float32, attn_implementation: sdpa}}
 data: {{train: [{train_file}], seq_length: 512, chat_template: {template}}}
-train: {{micro_batch_size: 1, global_batch_size: 1, max_steps: 2, lr: 1.0e-5, min_lr: 1.0e-5, warmup_steps: 0,
+train: {{micro_batch_size: 1, global_batch_size: 1, max_steps: 1, lr: 1.0e-5, min_lr: 1.0e-5, warmup_steps: 0,
         precision: fp32, eval_every: 0, save_every: 0, keep_last: 1, device: cpu}}
 lora: {{r: 4, alpha: 8, dropout: 0.0}}
 output_dir: {out_dir}
@@ -137,29 +153,30 @@ output_dir: {out_dir}
 @pytest.mark.slow
 def test_imported_gguf_works_with_every_command(smollm2_dir, tmp_path):
     """train (plain SFT on llm-jp-eval records, LoRA with the chat template), eval raw and --chat,
-    generate --chat, chat with piped input, export; short sequences and 2 steps keep it quick."""
+    generate --chat, chat with piped input, export; one step and short prompts keep it quick."""
     from eval_testutils import write_squad
     from japanese_ft.data.squad import convert_squad
 
     squad = write_squad(tmp_path / "squad.json")
     convert_squad(squad, tmp_path / "plain.jsonl", style="llm-jp-eval")
     convert_squad(squad, tmp_path / "chat.jsonl")
-    cfg = _run_config(tmp_path / "sft.yaml", "sft", smollm2_dir, tmp_path / "plain.jsonl", tmp_path / "sft", "none")
-    code, text = run_cli(["train", "sft", "--config", cfg])
-    assert code == 0, text
-    sft = tmp_path / "sft" / "final"
-    for extra, fmt in (([], "raw"), (["--chat"], "chat")):
-        out = tmp_path / f"eval-{fmt}.json"
-        code, text = run_cli(["eval", "jsquad", "--model", str(sft), "--data", str(squad), "--limit", "2",
-                              "--max-new-tokens", "4", "--device", "cpu", "--output", str(out), *extra])
-        assert code == 0, text
-        assert json.loads(out.read_text())["format"] == fmt
     code, text = run_cli(["generate", "--model", str(smollm2_dir), "--chat", "--prompt", "What is the capital of France?",
                           "--max-new-tokens", "12", "--device", "cpu"])
     assert code == 0 and "Paris" in text, text  # the dequantized instruct model still answers
     code, text = run_cli(["chat", "--model", str(smollm2_dir), "--max-new-tokens", "6", "--device", "cpu"],
                          stdin="Hello!\n/exit\n")
     assert code == 0 and "assistant>" in text, text
+    cfg = _run_config(tmp_path / "sft.yaml", "sft", smollm2_dir, tmp_path / "plain.jsonl", tmp_path / "sft", "none")
+    code, text = run_cli(["train", "sft", "--config", cfg])
+    assert code == 0, text
+    suite = tmp_path / "evals.yaml"
+    suite.write_text(f"evals:\n  - {{task: jsquad, data: {squad}, max_new_tokens: 4}}\n"
+                     f"  - {{name: jsquad_chat, task: jsquad, data: {squad}, max_new_tokens: 4, chat: true}}\n")
+    out = tmp_path / "eval.json"
+    code, text = run_cli(["eval", "suite", "--model", str(tmp_path / "sft" / "final"), "--config", str(suite),
+                          "--limit", "2", "--device", "cpu", "--output", str(out)])
+    assert code == 0, text
+    assert [r["format"] for r in json.loads(out.read_text())["results"].values()] == ["raw", "chat"]
     cfg = _run_config(tmp_path / "lora.yaml", "lora", smollm2_dir, tmp_path / "chat.jsonl", tmp_path / "lora", "auto")
     code, text = run_cli(["train", "lora", "--config", cfg])
     assert code == 0, text
@@ -168,7 +185,6 @@ def test_imported_gguf_works_with_every_command(smollm2_dir, tmp_path):
                           "--output", str(merged)])
     assert code == 0, text
     tok_cfg = json.loads((merged / "tokenizer_config.json").read_text())
+    gen = json.loads((merged / "generation_config.json").read_text())
     assert tok_cfg["eos_token"] == "<|im_end|>" and (merged / "model.safetensors").exists()
-    code, text = run_cli(["generate", "--model", str(merged), "--chat", "--prompt", "日本の首都は？",
-                          "--max-new-tokens", "4", "--device", "cpu"])
-    assert code == 0, text
+    assert gen["eos_token_id"] in (2, [2])  # still stops at <|im_end|>
