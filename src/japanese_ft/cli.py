@@ -110,14 +110,19 @@ def build_qa_cmd(
 
 @app.command("convert-squad")
 def convert_squad_cmd(
-    file: Path = typer.Argument(..., help="SQuAD v1.1/v2.0 JSON, e.g. jsquad-valid-v1.3.json."),
-    output: Path = typer.Option(..., "--output", help="Output JSONL: {input: 文章:…\\n質問:…, output: first answer, meta}."),
+    file: Path = typer.Argument(..., help="SQuAD v1.1/v2.0 JSON, e.g. JaQuAD or jsquad-train-v1.3.json."),
+    output: Path = typer.Option(..., "--output", help="Output JSONL: SFT records {input, output, meta}, or with --articles corpus documents {text, meta}."),
     keep_title: bool = typer.Option(False, "--keep-title", help="Keep JSQuAD's 'title [SEP] ' context prefix."),
+    style: str = typer.Option("plain", "--style", help="SFT input: plain (文章:…\\n質問:…) or llm-jp-eval (the whole prompt jft eval jsquad sends)."),
+    articles: bool = typer.Option(False, "--articles", help="Write each unique article's paragraphs as one LLM-jp JSONL document (a CPT corpus)."),
 ) -> None:
-    """Convert SQuAD-format reading comprehension (JSQuAD) to {"input","output"} SFT records."""
-    from japanese_ft.commands.qa import run_convert_squad
+    """Convert SQuAD-format reading comprehension (JSQuAD, JaQuAD) to SFT records or to a corpus of its articles."""
+    from japanese_ft.commands.qa import run_convert_squad, run_squad_articles
 
-    run_convert_squad(file, output, strip_title=not keep_title)
+    if articles:
+        run_squad_articles(file, output, strip_title=not keep_title)
+    else:
+        run_convert_squad(file, output, strip_title=not keep_title, style=style)
 
 
 @app.command("download-corpus")
@@ -151,6 +156,19 @@ def init_model_cmd(
     from japanese_ft.commands.train import run_init_model
 
     run_init_model(preset, tokenizer, output, seed, dtype)
+
+
+@app.command("import-model")
+def import_model_cmd(
+    source: str = typer.Argument(..., help="A local Hugging Face model directory, a hub id, or a .gguf file."),
+    output: Path = typer.Option(..., "--output", help="Directory for the safetensors checkpoint (must be new or empty)."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (GGUF: float32; HF: the stored dtype), bfloat16 or float32."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code (HF sources only)."),
+) -> None:
+    """Import a pretrained model (HF directory, hub id or GGUF) as a plain safetensors checkpoint."""
+    from japanese_ft.commands.train import run_import_model
+
+    run_import_model(source, output, dtype, trust_remote_code)
 
 
 @app.command("extend-vocab")
@@ -208,6 +226,10 @@ _MODEL_HELP = "Model checkpoint directory (config.json + safetensors)."
 _ADAPTER_HELP = "PEFT/LoRA adapter directory trained on --model."
 
 
+_CHAT_HELP = "Send the prompt as one user turn through the model's chat template (stops at its end-of-turn token)."
+_PROTOCOL_HELP = "jft (default) or llm-jp-eval (v1.3.0: 4 shots from the train split given as --shots-file, seed 42, stop at EOS only)."
+
+
 @eval_app.command("jsquad")
 def eval_jsquad_cmd(
     model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
@@ -215,12 +237,14 @@ def eval_jsquad_cmd(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
     output: Optional[Path] = typer.Option(None, "--output", help="Result JSON (default results/LABEL-jsquad.json); examples go beside it."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
-    shots: int = typer.Option(0, "--shots", help="Few-shot examples per prompt."),
-    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this file (SQuAD JSON or JSONL input/output) instead of the other questions."),
+    shots: Optional[int] = typer.Option(None, "--shots", help="Few-shot examples per prompt (jft: 0; llm-jp-eval: 4)."),
+    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this file (SQuAD JSON; jft also JSONL input/output) instead of the other questions."),
     batch_size: int = typer.Option(8, "--batch-size"),
-    max_new_tokens: int = typer.Option(25, "--max-new-tokens", help="llm-jp-eval uses 25."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the deterministic shot selection."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Default 25, llm-jp-eval's output_length."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the deterministic shot selection (jft: 0; llm-jp-eval: 42)."),
     strip_title: bool = typer.Option(False, "--strip-title", help="Drop the 'title [SEP] ' prefix of contexts (llm-jp-eval keeps it)."),
+    chat: bool = typer.Option(False, "--chat", help=_CHAT_HELP),
+    protocol: str = typer.Option("jft", "--protocol", help=_PROTOCOL_HELP),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     label: Optional[str] = typer.Option(None, "--label", help="Name of this run in comparisons."),
@@ -230,7 +254,7 @@ def eval_jsquad_cmd(
     from japanese_ft.commands.evaluate import run_eval_jsquad
 
     run_eval_jsquad(model, adapter, data, output, limit, shots, shots_file, batch_size, max_new_tokens, seed, device, dtype,
-                    label, strip_title, allow_base_mismatch)
+                    label, strip_title, allow_base_mismatch, chat, protocol)
 
 
 @eval_app.command("jcommonsenseqa")
@@ -240,11 +264,14 @@ def eval_jcqa_cmd(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
     output: Optional[Path] = typer.Option(None, "--output", help="Result JSON (default results/LABEL-jcommonsenseqa.json)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
-    shots: int = typer.Option(0, "--shots", help="Few-shot examples (other questions) per prompt."),
+    shots: Optional[int] = typer.Option(None, "--shots", help="Few-shot examples per prompt (jft: 0, other questions; llm-jp-eval: 4)."),
+    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this JSONL (e.g. the JCommonsenseQA train split)."),
     batch_size: int = typer.Option(8, "--batch-size"),
-    max_new_tokens: int = typer.Option(1, "--max-new-tokens", help="For accuracy_generation; llm-jp-eval uses 1."),
-    seed: int = typer.Option(0, "--seed"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="For accuracy_generation; default 1 (llm-jp-eval's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the shot selection (jft: 0; llm-jp-eval: 42)."),
     no_generation: bool = typer.Option(False, "--no-generation", help="Only the log-likelihood ranking."),
+    chat: bool = typer.Option(False, "--chat", help=_CHAT_HELP + " Applies to the generated answer; the ranking stays raw."),
+    protocol: str = typer.Option("jft", "--protocol", help=_PROTOCOL_HELP),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
     label: Optional[str] = typer.Option(None, "--label"),
@@ -254,7 +281,7 @@ def eval_jcqa_cmd(
     from japanese_ft.commands.evaluate import run_eval_jcqa
 
     run_eval_jcqa(model, adapter, data, output, limit, shots, batch_size, max_new_tokens, seed, device, dtype, label,
-                  no_generation, allow_base_mismatch)
+                  no_generation, allow_base_mismatch, chat, protocol, shots_file)
 
 
 @eval_app.command("perplexity")

@@ -37,7 +37,7 @@ class DataConfig:
     validation: list[str] = field(default_factory=list)
     seq_length: int = 2048
     pack: bool = False
-    chat_template: str = "auto"  # "auto": the tokenizer's template, else jft's ChatML default
+    chat_template: str = "auto"  # auto: the tokenizer's template, else ChatML; chatml; none: plain input+output+EOS
     truncation: str = "drop"  # sft: "drop" over-long examples or "truncate" the answer
     tokenizer: str = ""  # defaults to model.name_or_path
 
@@ -89,6 +89,7 @@ class RunConfig:
         _choice("train.precision", self.train.precision, ("bf16", "fp32"))
         _choice("train.device", self.train.device, ("auto", "cpu", "cuda"))
         _choice("data.truncation", self.data.truncation, ("drop", "truncate"))
+        _choice("data.chat_template", self.data.chat_template, ("auto", "chatml", "none"))
         for name in ("micro_batch_size", "global_batch_size", "max_steps"):
             if getattr(self.train, name) < 1:
                 raise UserError(f"train.{name} must be >= 1, got {getattr(self.train, name)}")

@@ -57,31 +57,40 @@ def _print_summary(title, result, keys, output, ex):
     summary_table(title, rows)
 
 
-def _jsquad(m, tok, data, limit, shots, shots_file, batch_size, max_new_tokens, seed, strip_title):
+def _jsquad(m, tok, data, limit, shots, shots_file, batch_size, max_new_tokens, seed, strip_title, chat=False,
+            protocol="jft"):
     from japanese_ft.eval.jsquad import evaluate_jsquad, read_shots, read_squad
+    from japanese_ft.eval.prompts import Shot
 
     items, skipped = read_squad(data, strip_title=strip_title)
-    pool = read_shots(shots_file, strip_title) if shots_file else None
+    if protocol == "llm-jp-eval":  # its train split, as SQuAD JSON, every answerable question in file order
+        pool = [Shot(it.input, it.answers[0]) for it in read_squad(shots_file)[0]] if shots_file else None
+    else:
+        pool = read_shots(shots_file, strip_title) if shots_file else None
     todo = items[:limit] if limit else items
     with count_progress("jsquad", len(todo)) as update:
         summary, records = evaluate_jsquad(m, tok, todo, shots=shots, shot_pool=pool, pool_items=items,
                                            batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
-                                           progress=update)
+                                           progress=update, chat=chat, protocol=protocol)
     summary["skipped_unanswerable"] = skipped
     summary["data"] = str(data)
+    summary["shots_file"] = str(shots_file) if shots_file else None
     return summary, records
 
 
-def _jcqa(m, tok, data, limit, shots, batch_size, max_new_tokens, seed, generation=True):
+def _jcqa(m, tok, data, limit, shots, batch_size, max_new_tokens, seed, generation=True, chat=False, protocol="jft",
+          shots_file=None):
     from japanese_ft.eval.jcommonsenseqa import evaluate_jcommonsenseqa, read_jcommonsenseqa
 
     items = read_jcommonsenseqa(data)
+    pool = read_jcommonsenseqa(shots_file) if shots_file else items
     todo = items[:limit] if limit else items
     with count_progress("jcommonsenseqa", len(todo)) as update:
-        summary, records = evaluate_jcommonsenseqa(m, tok, todo, shots=shots, pool_items=items, batch_size=batch_size,
+        summary, records = evaluate_jcommonsenseqa(m, tok, todo, shots=shots, pool_items=pool, batch_size=batch_size,
                                                    max_new_tokens=max_new_tokens, seed=seed, generation=generation,
-                                                   progress=update)
+                                                   progress=update, chat=chat, protocol=protocol)
     summary["data"] = str(data)
+    summary["shots_file"] = str(shots_file) if shots_file else None
     return summary, records
 
 
@@ -92,43 +101,51 @@ def _ppl(m, tok, data, limit, batch_size, seq_length, stride, text_key):
                                text_key=text_key, progress_factory=count_progress)
 
 
-JSQUAD_KEYS = ["char_f1", "exact_match", "char_f1_best_gold", "n", "shots", "skipped_unanswerable", "questions_per_s", "seconds"]
-JCQA_KEYS = ["accuracy", "accuracy_generation", "n", "shots", "seconds"]
+JSQUAD_KEYS = ["char_f1", "exact_match", "char_f1_best_gold", "n", "format", "protocol", "shots", "skipped_unanswerable",
+               "questions_per_s", "seconds"]
+JCQA_KEYS = ["accuracy", "accuracy_generation", "n", "format", "protocol", "shots", "seconds"]
 PPL_KEYS = ["tokens", "characters", "documents", "nll", "perplexity", "bits_per_char", "seq_length", "stride", "windows", "tokens_per_s"]
 
 
 def run_eval_jsquad(model, adapter, data, output, limit, shots, shots_file, batch_size, max_new_tokens, seed,
-                    device, dtype, label, strip_title, allow_base_mismatch):
-    from japanese_ft.eval.jsquad import read_squad
+                    device, dtype, label, strip_title, allow_base_mismatch, chat=False, protocol="jft"):
+    from japanese_ft.eval.jsquad import read_shots, read_squad
+    from japanese_ft.eval.protocol import resolve
 
-    _check_positive(limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    if shots < 0:
-        raise UserError(f"--shots must be >= 0, got {shots}")
+    _check_positive(limit=limit, batch_size=batch_size)
+    p = resolve("jsquad", protocol, shots, shots_file, seed, max_new_tokens, chat, data=data, strip_title=strip_title)
     read_squad(data)  # fail on bad data before the (slow) model load
     if shots_file:
-        from japanese_ft.eval.jsquad import read_shots
-
-        read_shots(shots_file)
+        read_squad(shots_file) if protocol == "llm-jp-eval" else read_shots(shots_file)
     m, tok = _load(model, adapter, device, dtype, allow_base_mismatch)
-    summary, records = _jsquad(m, tok, data, limit, shots, shots_file, batch_size, max_new_tokens, seed, strip_title)
-    settings = {"shots_file": str(shots_file) if shots_file else None, "seed": seed, "strip_title": strip_title}
+    summary, records = _jsquad(m, tok, data, limit, p["shots"], shots_file, batch_size, p["max_new_tokens"], p["seed"],
+                               strip_title, p["chat"], protocol)
+    settings = {"shots_file": str(shots_file) if shots_file else None, "seed": p["seed"], "strip_title": strip_title,
+                "format": p["format"], "protocol": protocol}
     result, output, ex = _finish("jsquad", summary, records, output, model, adapter, m, tok, label, settings)
-    _print_summary("jsquad (llm-jp-eval prompt, greedy)", result, JSQUAD_KEYS, output, ex)
+    _print_summary(f"jsquad ({p['format']} llm-jp-eval prompt, {protocol} protocol, greedy)", result, JSQUAD_KEYS, output, ex)
     return result
 
 
 def run_eval_jcqa(model, adapter, data, output, limit, shots, batch_size, max_new_tokens, seed, device, dtype, label,
-                  no_generation, allow_base_mismatch):
+                  no_generation, allow_base_mismatch, chat=False, protocol="jft", shots_file=None):
     from japanese_ft.eval.jcommonsenseqa import read_jcommonsenseqa
+    from japanese_ft.eval.protocol import resolve
 
-    _check_positive(limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    if shots < 0:
-        raise UserError(f"--shots must be >= 0, got {shots}")
+    _check_positive(limit=limit, batch_size=batch_size)
+    p = resolve("jcommonsenseqa", protocol, shots, shots_file, seed, max_new_tokens, chat, data=data,
+                generation=not no_generation)
     read_jcommonsenseqa(data)
+    if shots_file:
+        read_jcommonsenseqa(shots_file)
     m, tok = _load(model, adapter, device, dtype, allow_base_mismatch)
-    summary, records = _jcqa(m, tok, data, limit, shots, batch_size, max_new_tokens, seed, not no_generation)
-    result, output, ex = _finish("jcommonsenseqa", summary, records, output, model, adapter, m, tok, label, {"seed": seed})
-    _print_summary("jcommonsenseqa (accuracy = length-normalized log-likelihood ranking)", result, JCQA_KEYS, output, ex)
+    summary, records = _jcqa(m, tok, data, limit, p["shots"], batch_size, p["max_new_tokens"], p["seed"],
+                             not no_generation, p["chat"], protocol, shots_file)
+    settings = {"seed": p["seed"], "format": p["format"], "protocol": protocol,
+                "shots_file": str(shots_file) if shots_file else None}
+    result, output, ex = _finish("jcommonsenseqa", summary, records, output, model, adapter, m, tok, label, settings)
+    _print_summary(f"jcommonsenseqa (accuracy = raw log-likelihood ranking; accuracy_generation = {p['format']} prompt, "
+                   f"{protocol} protocol)", result, JCQA_KEYS, output, ex)
     return result
 
 
@@ -142,6 +159,17 @@ def run_eval_perplexity(model, adapter, data, output, limit, batch_size, seq_len
     return result
 
 
+def _entry_protocol(e: dict) -> tuple[dict, dict]:
+    """A suite entry's resolved protocol settings (eval/protocol.py) and its task-specific switch."""
+    from japanese_ft.eval.protocol import resolve
+
+    extra = {"strip_title": bool(e.get("strip_title", False))} if e["task"] == "jsquad" else \
+        {"generation": bool(e.get("generation", True))}
+    p = resolve(e["task"], e.get("protocol", "jft"), e.get("shots"), e.get("shots_file"), e.get("seed"),
+                e.get("max_new_tokens"), bool(e.get("chat", False)), data=e["data"], **extra)
+    return p, extra
+
+
 def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, allow_base_mismatch):
     from japanese_ft.eval.common import examples_path, write_json_atomic, write_jsonl_atomic
     from japanese_ft.eval.loading import default_label, model_info
@@ -149,6 +177,9 @@ def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, 
 
     _check_positive(limit=limit)
     entries = load_suite_config(config)
+    for e in entries:  # protocol/option conflicts fail before the model load
+        if e["task"] in ("jsquad", "jcommonsenseqa"):
+            _entry_protocol(e)
     m, tok = _load(model, adapter, device, dtype, allow_base_mismatch)
     label = label or default_label(model, adapter)
     output = Path(output) if output else Path("results") / f"{label}-suite.json"
@@ -157,14 +188,15 @@ def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, 
     for e in entries:
         lim = limit or e.get("limit")
         bs = e.get("batch_size", 8)
-        seed = e.get("seed", 0)
         console.print(f"[bold]{e['name']}[/] ({e['task']}, {e['data']})", highlight=False)
+        if e["task"] in ("jsquad", "jcommonsenseqa"):
+            p, extra = _entry_protocol(e)
         if e["task"] == "jsquad":
-            s, recs = _jsquad(m, tok, e["data"], lim, e.get("shots", 0), e.get("shots_file"), bs,
-                              e.get("max_new_tokens", 25), seed, bool(e.get("strip_title", False)))
+            s, recs = _jsquad(m, tok, e["data"], lim, p["shots"], e.get("shots_file"), bs, p["max_new_tokens"], p["seed"],
+                              extra["strip_title"], p["chat"], p["protocol"])
         elif e["task"] == "jcommonsenseqa":
-            s, recs = _jcqa(m, tok, e["data"], lim, e.get("shots", 0), bs, e.get("max_new_tokens", 1), seed,
-                            bool(e.get("generation", True)))
+            s, recs = _jcqa(m, tok, e["data"], lim, p["shots"], bs, p["max_new_tokens"], p["seed"], extra["generation"],
+                            p["chat"], p["protocol"], e.get("shots_file"))
         else:
             s, recs = _ppl(m, tok, [e["data"]], lim, bs, e.get("seq_length", 2048), e.get("stride"), e.get("text_key", "text"))
         ex = output.with_name(f"{stem}.{e['name']}.examples.jsonl")
@@ -175,12 +207,12 @@ def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, 
               "model_info": model_info(m, tok, model, adapter)}
     write_json_atomic(output, result)
     rows = []
-    from japanese_ft.eval.compare import HEADLINE
+    from japanese_ft.eval.compare import HEADLINE, metric_key
 
     for name, s in results.items():
         for metric, _ in HEADLINE[s["task"]]:
             if s.get(metric) is not None:
-                rows.append((f"{name}.{metric}", _fmt(s[metric])))
+                rows.append((metric_key(name, metric, s), _fmt(s[metric])))
         rows.append((f"{name}.n", str(s.get("n", s.get("tokens")))))
     rows.append(("results", str(output)))
     summary_table(f"suite {config} - {label}", rows)
@@ -188,6 +220,7 @@ def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, 
 
 
 def run_compare(results, labels, chart):
+    from rich.markup import escape
     from rich.table import Table
 
     from japanese_ft.eval.compare import bar_chart, compare, format_table
@@ -195,12 +228,13 @@ def run_compare(results, labels, chart):
     res = compare([str(r) for r in results], labels or None)
     table = Table(title="compare", title_justify="left")
     table.add_column("metric", style="bold cyan")
+    table.add_column("format")
     for lab in res["labels"]:
-        table.add_column(lab, justify="right")
+        table.add_column(escape(lab), justify="right")
     if len(res["labels"]) > 1:
-        table.add_column(f"{res['labels'][-1]} vs {res['labels'][0]}")
+        table.add_column(escape(f"{res['labels'][-1]} vs {res['labels'][0]}"))
     for row in format_table(res):
-        table.add_row(*(row if len(res["labels"]) > 1 else row[:-1]))
+        table.add_row(*(escape(c) for c in (row if len(res["labels"]) > 1 else row[:-1])))
     out.print(table)
     chart = Path(chart) if chart else Path(str(results[-1])).with_name("compare.png")
     bar_chart(res, chart)

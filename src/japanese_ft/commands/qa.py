@@ -69,10 +69,12 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
                       highlight=False)
 
 
-def run_convert_squad(file, output, strip_title=True):
+def run_convert_squad(file, output, strip_title=True, style="plain"):
     from japanese_ft.data.squad import convert_squad
 
-    stats = convert_squad(file, output, strip_title=strip_title)
+    stats = convert_squad(file, output, strip_title=strip_title, style=style)
+    layout = ("the llm-jp-eval JSQuAD prompt of jft eval jsquad (0-shot, ends in '### 応答:\\n')" if style == "llm-jp-eval"
+              else "文章:{context}\\n質問:{question}")
     summary_table(
         f"convert-squad -> {output}",
         [
@@ -80,7 +82,26 @@ def run_convert_squad(file, output, strip_title=True):
             ("records written", f"{stats.written:,}"),
             ("unanswerable skipped", f"{stats.unanswerable_skipped:,}"),
             ("articles / passages", f"{stats.articles:,} / {stats.contexts:,}"),
-            ("input layout", "文章:{context}\\n質問:{question}"),
+            ("input layout", layout),
+            ("train with", "data.chat_template=none (plain text, scored in the raw format)" if style == "llm-jp-eval"
+             else "the chat template (data.chat_template=auto)"),
+        ],
+    )
+
+
+def run_squad_articles(file, output, strip_title=True):
+    from japanese_ft.data.squad import squad_articles
+
+    stats = squad_articles(file, output, strip_title=strip_title)
+    summary_table(
+        f"convert-squad --articles -> {output}",
+        [
+            ("articles written", f"{stats.articles:,}"),
+            ("paragraphs", f"{stats.paragraphs_written:,} written of {stats.paragraphs:,} "
+                           f"(repeated {stats.duplicate_paragraphs:,}, empty {stats.empty_paragraphs:,})"),
+            ("characters", f"{stats.characters:,}"),
+            ("document", '{"text": paragraphs joined by \\n, "meta": {"id", "title", "url"}}'),
+            ("next", f"jft prepare-corpus {output} --tokenizer MODEL --output-prefix PREFIX  |  jft build-qa {output} --output-dir DIR"),
         ],
     )
 

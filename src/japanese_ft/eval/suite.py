@@ -8,6 +8,10 @@
         limit: 1000
       - task: jcommonsenseqa
         data: ../../shared/data/jglue/jcommonsenseqa-valid-v1.3.json
+      - name: jsquad_chat    # the same prompt as a user turn of the chat template
+        task: jsquad
+        data: ../../shared/data/jglue/jsquad-valid-v1.3.json
+        chat: true
       - name: ppl_wiki       # optional; defaults to the task (made unique)
         task: perplexity
         data: ../../shared/data/ja_wiki_sample/train_0.jsonl
@@ -23,8 +27,10 @@ from pathlib import Path
 from japanese_ft.errors import UserError
 
 TASK_KEYS = {
-    "jsquad": {"data", "shots", "shots_file", "limit", "batch_size", "max_new_tokens", "seed", "strip_title"},
-    "jcommonsenseqa": {"data", "shots", "limit", "batch_size", "max_new_tokens", "seed", "generation"},
+    "jsquad": {"data", "shots", "shots_file", "limit", "batch_size", "max_new_tokens", "seed", "strip_title", "chat",
+               "protocol"},
+    "jcommonsenseqa": {"data", "shots", "shots_file", "limit", "batch_size", "max_new_tokens", "seed", "generation", "chat",
+                       "protocol"},
     "perplexity": {"data", "limit", "batch_size", "seq_length", "stride", "text_key"},
 }
 DEFAULT_KEYS = {"batch_size", "limit", "seed"}

@@ -55,6 +55,27 @@ def pad_id(tokenizer) -> int:
     return 0 if tid is None else tid
 
 
+def end_of_turn_token(tokenizer) -> str | None:
+    """The special token the chat template writes right after an assistant message (`<|im_end|>`,
+    `<|eot_id|>`, `<end_of_turn>`, ...), or None without a template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    marker = "\ue000jft\ue001"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}], tokenize=False)
+    except Exception:  # templates may reject this conversation (jinja errors of any kind)
+        return None
+    if marker not in text:
+        return None
+    after = text.split(marker, 1)[1]
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    for tid in tokenizer(after, add_special_tokens=False)["input_ids"][:3]:
+        if tid in special:
+            return tokenizer.convert_ids_to_tokens(int(tid))
+    return None
+
+
 def stop_token_ids(tokenizer) -> list[int]:
     """End-of-turn first (`<|im_end|>`), then the tokenizer's EOS: generation stops at either."""
     ids = []
