@@ -202,3 +202,98 @@ def test_tokenizer_own_chat_template_is_used(tok, tmp_path):
     forced = ChatEncoder(own, "chatml")
     ids2, _ = forced.encode(record_to_messages({"input": "q", "output": "a"}))
     assert own.decode(ids2).startswith("<|im_start|>user\nq<|im_end|>")
+
+
+# ---- plain text (data.chat_template: none): the raw format jft eval scores ---------------------
+
+
+def _plain_records(tmp_path):
+    from eval_testutils import write_squad
+    from japanese_ft.data.squad import convert_squad
+    from japanese_ft.data.sft import iter_jsonl
+
+    out = tmp_path / "plain.jsonl"
+    convert_squad(write_squad(tmp_path / "squad.json"), out, strip_title=False, style="llm-jp-eval")
+    return [r for r, _ in iter_jsonl([str(out)])]
+
+
+def _with_bos(tok):
+    """The same tokenizer, but adding <|im_start|> as a BOS in front of every encoding (as Llama's do)."""
+    import copy
+
+    from tokenizers import processors
+
+    bos_tok = copy.deepcopy(tok)
+    bos_id = bos_tok.convert_tokens_to_ids("<|im_start|>")
+    bos_tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|im_start|> $A", pair="<|im_start|> $A $B", special_tokens=[("<|im_start|>", bos_id)])
+    assert bos_tok("x")["input_ids"][0] == bos_id
+    return bos_tok
+
+
+@pytest.mark.parametrize("bos", [False, True])
+def test_plain_prompt_ids_equal_what_eval_feeds_the_model(tmp_path_factory, tmp_path, bos):
+    """Train-time prompt ids == the ids `jft eval jsquad` passes to model.generate; labels = answer + EOS."""
+    from eval_testutils import tiny_model_dir
+    from japanese_ft.data.sft import PlainEncoder
+    from japanese_ft.eval.jsquad import evaluate_jsquad, read_squad
+    from japanese_ft.eval.loading import load_for_inference
+
+    model, etok = load_for_inference(tiny_model_dir(tmp_path_factory), device="cpu")
+    if bos:
+        etok = _with_bos(etok)
+    fed = []
+    original = model.generate
+
+    def spy(input_ids=None, attention_mask=None, **kw):
+        fed.append(input_ids[0].tolist())
+        return original(input_ids=input_ids, attention_mask=attention_mask, **kw)
+
+    model.generate = spy
+    records = _plain_records(tmp_path)
+    items, _ = read_squad(tmp_path / "squad.json")
+    evaluate_jsquad(model, etok, items, batch_size=1, max_new_tokens=1)
+    encoder = PlainEncoder(etok)
+    by_prompt = {tuple(ids): ids for ids in fed}
+    for record in records:
+        ids, labels = encoder.encode_record(record)
+        n = labels.index(next(l for l in labels if l != IGNORE_INDEX))
+        assert tuple(ids[:n]) in by_prompt  # the exact prompt ids of evaluation
+        assert labels[:n] == [IGNORE_INDEX] * n
+        answer = etok(record["output"], add_special_tokens=False)["input_ids"]
+        assert ids[n:] == labels[n:] == answer + [etok.eos_token_id]  # loss on the answer and EOS only
+        assert (ids[0] == etok.convert_tokens_to_ids("<|im_start|>")) == bos
+    assert len(fed) == len(records)
+
+
+def test_plain_packing_keeps_examples_apart_and_counts_eos(tok, tiny_model, tmp_path):
+    from japanese_ft.data.sft import SFTBatches, make_encoder
+
+    enc = make_encoder(tok, "none")
+    examples = [e for e in (encode_example(r, enc, 400) for r in _plain_records(tmp_path)) if e is not None]
+    assert len(examples) == 4
+    total_u, count_u = 0.0, 0
+    for ids, labels in examples:
+        s, n = _loss(tiny_model, {"input_ids": torch.from_numpy(ids[None].astype(np.int64)),
+                                  "labels": torch.from_numpy(labels[None].astype(np.int64))})
+        total_u, count_u = total_u + s, count_u + n
+    eos = tok.eos_token_id  # the pad id too: it occurs inside plain examples (their last token)
+    rows = pack_examples(examples, 800, pad_id=eos, seed=0)
+    batch = SFTBatches(rows, eos, 800, packed=True).collate(rows)
+    assert batch["num_tokens"] == sum(len(e[0]) for e in examples)
+    total_p, count_p = _loss(tiny_model, {k: batch[k] for k in ("input_ids", "labels", "position_ids")})
+    assert count_p == count_u
+    assert total_p / count_p == pytest.approx(total_u / count_u, abs=1e-5)
+
+
+def test_plain_mode_refuses_what_it_cannot_train(tok):
+    from japanese_ft.config import load_run_config
+    from japanese_ft.data.sft import make_encoder
+
+    enc = make_encoder(tok, "none")
+    with pytest.raises(UserError, match="'messages' records need a chat template"):
+        enc.encode_record(sft_records(4)[3], "f.jsonl:4")
+    with pytest.raises(UserError, match="'system' has no place"):
+        enc.encode_record({"system": "s", "input": "q", "output": "a"}, "f.jsonl:1")
+    with pytest.raises(UserError, match="data.chat_template: 'plain'"):
+        load_run_config(None, ["model.name_or_path=m", "data.train=[a.jsonl]", "data.chat_template=plain"], "sft")

@@ -24,7 +24,7 @@ def test_compare_table_and_chart(tmp_path):
     assert res["labels"] == ["base", "cpt"]
     assert res["table"]["jsquad.char_f1"] == [0.40, 0.55]
     rows = format_table(res)
-    assert rows[0] == ["jsquad.char_f1", "0.4000", "0.5500", "+0.1500 better"]
+    assert rows[0] == ["jsquad.char_f1", "raw", "0.4000", "0.5500", "+0.1500 better"]  # no "format" field: raw
     png = bar_chart(res, tmp_path / "chart.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # lower perplexity is better; missing metrics show as '-'
@@ -32,12 +32,35 @@ def test_compare_table_and_chart(tmp_path):
     rows = format_table(compare([ppl_b, ppl_c], labels=["before", "after"]))
     assert rows[0][-1] == "-5.0000 better"
     mixed = format_table(compare([base, ppl_c]))
-    assert mixed[0][1:3] == ["0.4000", "-"]
+    assert mixed[0][1:4] == ["raw", "0.4000", "-"]
+    assert mixed[-1][:2] == ["perplexity.bits_per_char", "-"]
     with pytest.raises(UserError, match="labels"):
         compare([base, cpt], labels=["one"])
     (tmp_path / "junk.json").write_text("{}")
     with pytest.raises(UserError, match="not a jft result"):
         compare([tmp_path / "junk.json"])
+
+
+def test_compare_keeps_formats_and_protocols_apart(tmp_path):
+    from japanese_ft.eval.compare import compare, format_table
+
+    base = _result(tmp_path / "base.json", "base", char_f1=0.40, exact_match=0.20)
+    suite = {"task": "suite", "label": "sft", "results": {
+        "jsquad": {"task": "jsquad", "format": "raw", "protocol": "jft", "char_f1": 0.5, "exact_match": 0.3},
+        "jsquad_chat": {"task": "jsquad", "format": "chat", "protocol": "jft", "char_f1": 0.7, "exact_match": 0.5},
+        "jsquad_ljp": {"task": "jsquad", "format": "raw", "protocol": "llm-jp-eval", "char_f1": 0.6, "exact_match": 0.4},
+        "jcqa": {"task": "jcommonsenseqa", "format": "chat", "ranking_format": "raw", "protocol": "jft",
+                 "accuracy": 0.3, "accuracy_generation": 0.25}}}
+    (tmp_path / "sft.json").write_text(json.dumps(suite))
+    res = compare([base, tmp_path / "sft.json"])
+    assert res["table"]["jsquad.char_f1"] == [0.40, 0.5]  # raw vs raw: one row
+    assert res["table"]["jsquad_chat.char_f1 [chat]"] == [None, 0.7]
+    assert res["table"]["jsquad_ljp.char_f1 [llm-jp-eval]"] == [None, 0.6]
+    assert res["formats"]["jcqa.accuracy"] == "raw" and res["formats"]["jcqa.accuracy_generation [chat]"] == "chat"
+    rows = {r[0]: r for r in format_table(res)}
+    assert rows["jsquad_chat.char_f1 [chat]"][1:4] == ["chat", "-", "0.7000"]
+    code, text = run_cli(["compare", str(base), str(tmp_path / "sft.json"), "--chart", str(tmp_path / "c.png")])
+    assert code == 0 and "format" in text and "chat" in text
 
 
 def test_compare_reads_suites_and_cli(tmp_path):

@@ -156,3 +156,78 @@ def test_real_jsquad_valid(tmp_path):
     assert stats.questions == stats.written > 4000
     first = _read(tmp_path / "jsquad.jsonl")[0]
     assert first["input"].startswith("文章:") and "[SEP]" not in first["input"] and "\n質問:" in first["input"]
+
+
+JAQUAD_TRAIN = JSQUAD.parents[1] / "jaquad" / "jaquad-train.json"
+
+ARTICLES = {
+    "version": "v1.1",
+    "data": [
+        {"title": "鳴門海峡", "paragraphs": [
+            {"context": f"鳴門海峡 [SEP] {CTX_1}", "qas": []},
+            {"context": "鳴門海峡 [SEP] 渦潮は観光名所である。", "qas": []},
+            {"context": f"鳴門海峡 [SEP] {CTX_1}", "qas": []},  # the same paragraph again (another question set)
+        ]},
+        {"title": "風鈴", "paragraphs": [{"context": CTX_2, "qas": []}, {"context": "  ", "qas": []}]},
+        {"title": "鳴門海峡", "paragraphs": [{"context": "鳴門海峡 [SEP] 大鳴門橋が架かる。", "qas": []}]},  # same article, later
+    ],
+}
+
+
+def test_articles_one_document_per_unique_article(tmp_path):
+    from japanese_ft.data.corpus import iter_records
+    from japanese_ft.data.squad import squad_articles
+
+    out = tmp_path / "corpus" / "articles.jsonl"
+    stats = squad_articles(_dump(tmp_path / "src.json", ARTICLES), out)
+    docs = _read(out)
+    assert [d["text"] for d in docs] == [f"{CTX_1}\n渦潮は観光名所である。\n大鳴門橋が架かる。", CTX_2]
+    assert docs[0]["meta"] == {"id": "src-00001", "title": "鳴門海峡",
+                               "url": "https://ja.wikipedia.org/wiki/%E9%B3%B4%E9%96%80%E6%B5%B7%E5%B3%A1"}
+    assert (stats.articles, stats.paragraphs, stats.paragraphs_written) == (2, 6, 4)
+    assert (stats.duplicate_paragraphs, stats.empty_paragraphs) == (1, 1)
+    assert stats.characters == sum(len(d["text"]) for d in docs)
+    # the corpus reader of prepare-corpus/build-qa accepts every line
+    assert [r["text"] for r, _ in iter_records([out], strict=True)] == [d["text"] for d in docs]
+    squad_articles(tmp_path / "src.json", tmp_path / "kept.jsonl", strip_title=False)
+    assert _read(tmp_path / "kept.jsonl")[0]["text"].startswith(f"鳴門海峡 [SEP] {CTX_1}\n鳴門海峡 [SEP] ")
+    bad = json.loads(json.dumps(ARTICLES))
+    del bad["data"][1]["title"]
+    with pytest.raises(UserError, match=r"data\[1\]: missing field 'title'"):
+        squad_articles(_dump(tmp_path / "bad.json", bad), tmp_path / "b.jsonl")
+    assert not (tmp_path / "b.jsonl").exists()
+
+
+def test_llm_jp_eval_style_input_is_the_prompt_eval_sends(tmp_path):
+    from japanese_ft.eval.jsquad import build_prompts, read_squad
+
+    src = _dump(tmp_path / "v1.json", V1)
+    for strip in (True, False):
+        out = tmp_path / f"sft-{strip}.jsonl"
+        stats = convert_squad(src, out, strip_title=strip, style="llm-jp-eval")
+        items, _ = read_squad(src, strip_title=strip)  # what `jft eval jsquad [--strip-title]` reads
+        records = _read(out)
+        assert stats.written == 3
+        assert [r["input"] for r in records] == build_prompts(items)  # 0-shot, the same rule
+        assert [r["output"] for r in records] == [it.answers[0] for it in items]
+    assert records[0]["input"].endswith("質問：鳴門海峡はどの島とどの島の間にあるか。\n\n### 応答:\n")
+    with pytest.raises(UserError, match="--style 'chat'"):
+        convert_squad(src, tmp_path / "x.jsonl", style="chat")
+
+
+def test_cli_convert_squad_articles_and_style(tmp_path, capsys):
+    src = _dump(tmp_path / "v1.json", V1)
+    assert main(["convert-squad", str(src), "--articles", "--output", str(tmp_path / "a.jsonl")]) == 0
+    assert "articles written" in capsys.readouterr().out and len(_read(tmp_path / "a.jsonl")) == 2
+    assert main(["convert-squad", str(src), "--style", "llm-jp-eval", "--output", str(tmp_path / "s.jsonl")]) == 0
+    assert _read(tmp_path / "s.jsonl")[0]["input"].startswith("以下は、タスクを説明する指示")
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not JAQUAD_TRAIN.exists(), reason="needs ../shared/data/jaquad")
+def test_real_jaquad_articles(tmp_path):
+    from japanese_ft.data.squad import squad_articles
+
+    stats = squad_articles(JAQUAD_TRAIN, tmp_path / "jaquad.jsonl")
+    assert (stats.articles, stats.paragraphs_written) == (691, 9713)  # the counts JaQuAD publishes
+    assert 3_700_000 < stats.characters < 3_800_000

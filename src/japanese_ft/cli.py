@@ -39,6 +39,9 @@ def prepare_corpus_cmd(
     output_prefix: Path = typer.Option(..., "--output-prefix", help="Writes PREFIX.bin, PREFIX.idx, PREFIX.stats.json."),
     text_key: str = typer.Option("text", "--text-key", help="JSON field holding the document text."),
     normalize: str = typer.Option("nfc", "--normalize", help="Unicode normalization: nfc, nfkc or none."),
+    clean: str = typer.Option("whitespace", "--clean", help="whitespace (collapse space runs, 3+ newlines, strip) or none (text as read)."),
+    add_special_tokens: bool = typer.Option(False, "--add-special-tokens/--no-add-special-tokens",
+                                            help="Add the tokenizer's BOS/EOS like tokenizer(text).input_ids (default: off, as Megatron's preprocess_data.py)."),
     filter_: bool = typer.Option(False, "--filter", help="Apply the Swallow-style quality rules."),
     filter_option: List[str] = typer.Option([], "--filter-option", help="Override a quality threshold, KEY=VALUE (repeatable)."),
     dedup: str = typer.Option("exact", "--dedup", help="exact, near (MinHash over character 5-grams) or none."),
@@ -51,7 +54,8 @@ def prepare_corpus_cmd(
     from japanese_ft.commands.corpus import run_prepare_corpus
 
     run_prepare_corpus(
-        inputs, tokenizer, output_prefix, text_key, normalize, filter_, filter_option, dedup, not no_eod, workers, strict, shard
+        inputs, tokenizer, output_prefix, text_key, normalize, filter_, filter_option, dedup, not no_eod, workers, strict, shard,
+        clean=clean, add_special_tokens=add_special_tokens,
     )
 
 
@@ -95,24 +99,30 @@ def build_qa_cmd(
     text_key: str = typer.Option("text", "--text-key", help="JSON field holding the article text."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed line."),
     exclude_squad: List[Path] = typer.Option([], "--exclude-squad", help="Skip articles whose title is in this SQuAD JSON (repeatable), e.g. the JSQuAD eval set."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a JSON report: pairs and drop reasons per kind, text repairs, examples."),
 ) -> None:
     """Turn Wikipedia-style articles into question/answer pairs for SFT."""
     from japanese_ft.commands.qa import run_build_qa
 
     run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_input_chars, min_output_chars,
-                 max_output_chars, text_key, strict, exclude_squad)
+                 max_output_chars, text_key, strict, exclude_squad, report=report)
 
 
 @app.command("convert-squad")
 def convert_squad_cmd(
-    file: Path = typer.Argument(..., help="SQuAD v1.1/v2.0 JSON, e.g. jsquad-valid-v1.3.json."),
-    output: Path = typer.Option(..., "--output", help="Output JSONL: {input: 文章:…\\n質問:…, output: first answer, meta}."),
+    file: Path = typer.Argument(..., help="SQuAD v1.1/v2.0 JSON, e.g. JaQuAD or jsquad-train-v1.3.json."),
+    output: Path = typer.Option(..., "--output", help="Output JSONL: SFT records {input, output, meta}, or with --articles corpus documents {text, meta}."),
     keep_title: bool = typer.Option(False, "--keep-title", help="Keep JSQuAD's 'title [SEP] ' context prefix."),
+    style: str = typer.Option("plain", "--style", help="SFT input: plain (文章:…\\n質問:…) or llm-jp-eval (the whole prompt jft eval jsquad sends)."),
+    articles: bool = typer.Option(False, "--articles", help="Write each unique article's paragraphs as one LLM-jp JSONL document (a CPT corpus)."),
 ) -> None:
-    """Convert SQuAD-format reading comprehension (JSQuAD) to {"input","output"} SFT records."""
-    from japanese_ft.commands.qa import run_convert_squad
+    """Convert SQuAD-format reading comprehension (JSQuAD, JaQuAD) to SFT records or to a corpus of its articles."""
+    from japanese_ft.commands.qa import run_convert_squad, run_squad_articles
 
-    run_convert_squad(file, output, strip_title=not keep_title)
+    if articles:
+        run_squad_articles(file, output, strip_title=not keep_title)
+    else:
+        run_convert_squad(file, output, strip_title=not keep_title, style=style)
 
 
 @app.command("download-corpus")
@@ -162,6 +172,39 @@ def train_tokenizer_cmd(
     run_train_tokenizer(inputs, output, vocab_size, min_frequency, text_key)
 
 
+@app.command("import-model")
+def import_model_cmd(
+    source: str = typer.Argument(..., help="A local Hugging Face model directory, a hub id, or a .gguf file."),
+    output: Path = typer.Option(..., "--output", help="Directory for the safetensors checkpoint (must be new or empty)."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (GGUF: float32; HF: the stored dtype), bfloat16 or float32."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code (HF sources only)."),
+) -> None:
+    """Import a pretrained model (HF directory, hub id or GGUF) as a plain safetensors checkpoint."""
+    from japanese_ft.commands.train import run_import_model
+
+    run_import_model(source, output, dtype, trust_remote_code)
+
+
+@app.command("extend-vocab")
+def extend_vocab_cmd(
+    model: Path = typer.Option(..., "--model", help="HF model directory with a byte-level BPE tokenizer."),
+    corpus: List[Path] = typer.Option(..., "--corpus", help="Japanese LLM-jp JSONL / JSONL.gz file or directory (repeatable)."),
+    add: int = typer.Option(..., "--add", help="Number of tokens to add (e.g. 16000)."),
+    output: Path = typer.Option(..., "--output", help="Directory for the extended model and tokenizer."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the corpus sample (above --max-chars) and the padding rows."),
+    min_frequency: int = typer.Option(2, "--min-frequency", help="A merge needs at least this many occurrences."),
+    init: str = typer.Option("mean", "--init", help="New embedding rows: mean (of the base tokens each new token splits into)."),
+    heldout: Optional[List[Path]] = typer.Option(None, "--heldout", help="Held-out Japanese JSONL for the chars/token report (default: the built-in sample)."),
+    max_chars: int = typer.Option(50_000_000, "--max-chars", help="Learn from a seeded sample of documents of about this many characters (0 = all)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the report JSON here."),
+    text_key: str = typer.Option("text", "--text-key", help="JSON field holding the document text."),
+) -> None:
+    """Add Japanese tokens to a model's tokenizer (continued BPE) and resize its embeddings."""
+    from japanese_ft.commands.vocab import run_extend_vocab
+
+    run_extend_vocab(model, corpus, add, output, seed, min_frequency, init, heldout, max_chars, report, text_key)
+
+
 @app.command("train", context_settings={"allow_extra_args": False})
 def train_cmd(
     mode: str = typer.Argument(..., help="cpt, sft or lora."),
@@ -197,6 +240,10 @@ _MODEL_HELP = "Model checkpoint directory (config.json + safetensors)."
 _ADAPTER_HELP = "PEFT/LoRA adapter directory trained on --model."
 
 
+_CHAT_HELP = "Send the prompt as one user turn through the model's chat template (stops at its end-of-turn token)."
+_PROTOCOL_HELP = "jft (default) or llm-jp-eval (v1.3.0: 4 shots from the train split given as --shots-file, seed 42, stop at EOS only)."
+
+
 @eval_app.command("jsquad")
 def eval_jsquad_cmd(
     model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
@@ -204,12 +251,14 @@ def eval_jsquad_cmd(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
     output: Optional[Path] = typer.Option(None, "--output", help="Result JSON (default results/LABEL-jsquad.json); examples go beside it."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
-    shots: int = typer.Option(0, "--shots", help="Few-shot examples per prompt."),
-    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this file (SQuAD JSON or JSONL input/output) instead of the other questions."),
+    shots: Optional[int] = typer.Option(None, "--shots", help="Few-shot examples per prompt (jft: 0; llm-jp-eval: 4)."),
+    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this file (SQuAD JSON; jft also JSONL input/output) instead of the other questions."),
     batch_size: int = typer.Option(8, "--batch-size"),
-    max_new_tokens: int = typer.Option(25, "--max-new-tokens", help="llm-jp-eval uses 25."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the deterministic shot selection."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Default 25, llm-jp-eval's output_length."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the deterministic shot selection (jft: 0; llm-jp-eval: 42)."),
     strip_title: bool = typer.Option(False, "--strip-title", help="Drop the 'title [SEP] ' prefix of contexts (llm-jp-eval keeps it)."),
+    chat: bool = typer.Option(False, "--chat", help=_CHAT_HELP),
+    protocol: str = typer.Option("jft", "--protocol", help=_PROTOCOL_HELP),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     label: Optional[str] = typer.Option(None, "--label", help="Name of this run in comparisons."),
@@ -219,7 +268,7 @@ def eval_jsquad_cmd(
     from japanese_ft.commands.evaluate import run_eval_jsquad
 
     run_eval_jsquad(model, adapter, data, output, limit, shots, shots_file, batch_size, max_new_tokens, seed, device, dtype,
-                    label, strip_title, allow_base_mismatch)
+                    label, strip_title, allow_base_mismatch, chat, protocol)
 
 
 @eval_app.command("jcommonsenseqa")
@@ -229,11 +278,14 @@ def eval_jcqa_cmd(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
     output: Optional[Path] = typer.Option(None, "--output", help="Result JSON (default results/LABEL-jcommonsenseqa.json)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
-    shots: int = typer.Option(0, "--shots", help="Few-shot examples (other questions) per prompt."),
+    shots: Optional[int] = typer.Option(None, "--shots", help="Few-shot examples per prompt (jft: 0, other questions; llm-jp-eval: 4)."),
+    shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this JSONL (e.g. the JCommonsenseQA train split)."),
     batch_size: int = typer.Option(8, "--batch-size"),
-    max_new_tokens: int = typer.Option(1, "--max-new-tokens", help="For accuracy_generation; llm-jp-eval uses 1."),
-    seed: int = typer.Option(0, "--seed"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="For accuracy_generation; default 1 (llm-jp-eval's)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the shot selection (jft: 0; llm-jp-eval: 42)."),
     no_generation: bool = typer.Option(False, "--no-generation", help="Only the log-likelihood ranking."),
+    chat: bool = typer.Option(False, "--chat", help=_CHAT_HELP + " Applies to the generated answer; the ranking stays raw."),
+    protocol: str = typer.Option("jft", "--protocol", help=_PROTOCOL_HELP),
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
     label: Optional[str] = typer.Option(None, "--label"),
@@ -243,7 +295,7 @@ def eval_jcqa_cmd(
     from japanese_ft.commands.evaluate import run_eval_jcqa
 
     run_eval_jcqa(model, adapter, data, output, limit, shots, batch_size, max_new_tokens, seed, device, dtype, label,
-                  no_generation, allow_base_mismatch)
+                  no_generation, allow_base_mismatch, chat, protocol, shots_file)
 
 
 @eval_app.command("perplexity")

@@ -37,7 +37,7 @@ class DataConfig:
     validation: list[str] = field(default_factory=list)
     seq_length: int = 2048
     pack: bool = False
-    chat_template: str = "auto"  # "auto": the tokenizer's template, else jft's ChatML default
+    chat_template: str = "auto"  # auto: the tokenizer's template, else ChatML; chatml; none: plain input+output+EOS
     truncation: str = "drop"  # sft: "drop" over-long examples or "truncate" the answer
     tokenizer: str = ""  # defaults to model.name_or_path
 
@@ -54,6 +54,7 @@ class TrainingConfig:
     weight_decay: float = 0.1
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     grad_clip: float = 1.0
+    embedding_warmup_steps: int = 0  # cpt/sft: the first N steps update only the input/output embeddings
     precision: str = "bf16"  # bf16 | fp32
     eval_every: int = 100
     eval_batches: int = 5
@@ -88,6 +89,7 @@ class RunConfig:
         _choice("train.precision", self.train.precision, ("bf16", "fp32"))
         _choice("train.device", self.train.device, ("auto", "cpu", "cuda"))
         _choice("data.truncation", self.data.truncation, ("drop", "truncate"))
+        _choice("data.chat_template", self.data.chat_template, ("auto", "chatml", "none"))
         for name in ("micro_batch_size", "global_batch_size", "max_steps"):
             if getattr(self.train, name) < 1:
                 raise UserError(f"train.{name} must be >= 1, got {getattr(self.train, name)}")
@@ -106,6 +108,10 @@ class RunConfig:
             raise UserError(f"train.betas must have two values, got {self.train.betas}")
         if self.lora.r < 1:
             raise UserError(f"lora.r must be >= 1, got {self.lora.r}")
+        if self.train.embedding_warmup_steps < 0:
+            raise UserError(f"train.embedding_warmup_steps must be >= 0, got {self.train.embedding_warmup_steps}")
+        if self.train.embedding_warmup_steps and self.mode == "lora":
+            raise UserError("train.embedding_warmup_steps: lora keeps the embeddings frozen; use it with cpt or sft")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -73,12 +73,14 @@ def count_progress(description: str, total: int | None):
 
 
 def summary_table(title: str, rows: list[tuple[str, object]]) -> None:
-    """Print a two-column key/value table to stdout."""
-    table = Table(title=title, show_header=False, title_justify="left")
+    """Print a two-column key/value table to stdout (plain text: "[chat]" stays text, not markup)."""
+    from rich.markup import escape
+
+    table = Table(title=escape(title), show_header=False, title_justify="left")
     table.add_column(style="bold cyan")
     table.add_column()
     for key, value in rows:
-        table.add_row(str(key), str(value))
+        table.add_row(escape(str(key)), escape(str(value)))
     out.print(table)
 
 
@@ -101,7 +103,9 @@ def quiet_libraries() -> None:
 
 
 def error(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # "[gguf]" stays text
 
 
 def is_interactive() -> bool:

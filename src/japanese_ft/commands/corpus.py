@@ -9,35 +9,28 @@ from japanese_ft.errors import UserError
 from japanese_ft.ui import byte_progress, console, summary_table
 
 
-def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, use_filter, filter_options, dedup, eod, workers, strict, shard):
+def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, use_filter, filter_options, dedup, eod, workers, strict, shard,
+                       clean="whitespace", add_special_tokens=False):
     from japanese_ft.data.corpus import expand_inputs, parse_shard, progress_total
     from japanese_ft.data.prepare import PrepareOptions, prepare_corpus
     from japanese_ft.text.dedup import DEDUP_MODES
-    from japanese_ft.text.normalize import NORMALIZATIONS
-    from japanese_ft.text.quality import QualityConfig
+    from japanese_ft.text.normalize import CLEANUPS, NORMALIZATIONS
 
     if normalize not in NORMALIZATIONS:
         raise UserError(f"--normalize {normalize!r}: choose one of {', '.join(NORMALIZATIONS)}")
+    if clean not in CLEANUPS:
+        raise UserError(f"--clean {clean!r}: choose one of {', '.join(CLEANUPS)}")
     if dedup not in DEDUP_MODES:
         raise UserError(f"--dedup {dedup!r}: choose one of {', '.join(DEDUP_MODES)}")
     if workers < 1:
         raise UserError(f"--workers must be >= 1, got {workers}")
-    quality = None
-    if use_filter or filter_options:
-        opts = {}
-        for item in filter_options:
-            if "=" not in item:
-                raise UserError(f"--filter-option {item!r}: expected KEY=VALUE")
-            k, v = item.split("=", 1)
-            opts[k.strip()] = v.strip()
-        try:
-            quality = QualityConfig.from_options(opts)
-        except ValueError as exc:
-            raise UserError(f"--filter-option: {exc}") from None
+    quality = _quality_config(filter_options) if use_filter or filter_options else None
     options = PrepareOptions(
         tokenizer=tokenizer,
         text_key=text_key,
         normalize=normalize,
+        clean=clean,
+        add_special_tokens=add_special_tokens,
         quality=quality,
         dedup=dedup,
         eod=eod,
@@ -58,6 +51,8 @@ def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, us
             ("documents in", f"{stats.documents_in:,}"),
             ("documents written", f"{stats.documents_written:,}"),
             ("dropped", dropped),
+            ("processing", f"normalize {stats.normalize}, clean {stats.clean}, dedup {stats.dedup}, "
+                           f"special tokens {'on' if stats.add_special_tokens else 'off'}, EOD {'on' if stats.eod else 'off'}"),
             ("malformed lines", f"{stats.malformed_lines:,}"),
             ("tokens", f"{stats.tokens:,} ({stats.dtype})"),
             ("characters", f"{stats.characters:,}"),
@@ -67,6 +62,21 @@ def run_prepare_corpus(inputs, tokenizer, output_prefix, text_key, normalize, us
         ],
     )
     return stats
+
+
+def _quality_config(filter_options):
+    from japanese_ft.text.quality import QualityConfig
+
+    opts = {}
+    for item in filter_options:
+        if "=" not in item:
+            raise UserError(f"--filter-option {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        opts[k.strip()] = v.strip()
+    try:
+        return QualityConfig.from_options(opts)
+    except ValueError as exc:
+        raise UserError(f"--filter-option: {exc}") from None
 
 
 def run_merge_corpus(prefixes, output_prefix, dedup):

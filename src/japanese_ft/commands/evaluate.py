@@ -57,32 +57,24 @@ def _print_summary(title, result, keys, output, ex):
     summary_table(title, rows)
 
 
-def _jsquad(m, tok, data, limit, shots, shots_file, batch_size, max_new_tokens, seed, strip_title):
-    from japanese_ft.eval.jsquad import evaluate_jsquad, read_shots, read_squad
+def _jsquad(m, tok, data, limit, shots, shots_file, batch_size, max_new_tokens, seed, strip_title, chat=False,
+            protocol="jft"):
+    from japanese_ft.eval.suite import JsquadEntry
 
-    items, skipped = read_squad(data, strip_title=strip_title)
-    pool = read_shots(shots_file, strip_title) if shots_file else None
-    todo = items[:limit] if limit else items
-    with count_progress("jsquad", len(todo)) as update:
-        summary, records = evaluate_jsquad(m, tok, todo, shots=shots, shot_pool=pool, pool_items=items,
-                                           batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed,
-                                           progress=update)
-    summary["skipped_unanswerable"] = skipped
-    summary["data"] = str(data)
-    return summary, records
+    entry = JsquadEntry(data=str(data), name="jsquad", shots=shots, shots_file=shots_file, limit=limit,
+                        batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed, strip_title=strip_title,
+                        chat=chat, protocol=protocol)  # settings already resolved (eval/protocol.py) by the caller
+    return entry.run(m, tok, count_progress)
 
 
-def _jcqa(m, tok, data, limit, shots, batch_size, max_new_tokens, seed, generation=True):
-    from japanese_ft.eval.jcommonsenseqa import evaluate_jcommonsenseqa, read_jcommonsenseqa
+def _jcqa(m, tok, data, limit, shots, batch_size, max_new_tokens, seed, generation=True, chat=False, protocol="jft",
+          shots_file=None):
+    from japanese_ft.eval.suite import JcommonsenseqaEntry
 
-    items = read_jcommonsenseqa(data)
-    todo = items[:limit] if limit else items
-    with count_progress("jcommonsenseqa", len(todo)) as update:
-        summary, records = evaluate_jcommonsenseqa(m, tok, todo, shots=shots, pool_items=items, batch_size=batch_size,
-                                                   max_new_tokens=max_new_tokens, seed=seed, generation=generation,
-                                                   progress=update)
-    summary["data"] = str(data)
-    return summary, records
+    entry = JcommonsenseqaEntry(data=str(data), name="jcommonsenseqa", shots=shots, shots_file=shots_file, limit=limit,
+                                batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed, generation=generation,
+                                chat=chat, protocol=protocol)
+    return entry.run(m, tok, count_progress)
 
 
 def _ppl(m, tok, data, limit, batch_size, seq_length, stride, text_key):
@@ -92,43 +84,51 @@ def _ppl(m, tok, data, limit, batch_size, seq_length, stride, text_key):
                                text_key=text_key, progress_factory=count_progress)
 
 
-JSQUAD_KEYS = ["char_f1", "exact_match", "char_f1_best_gold", "n", "shots", "skipped_unanswerable", "questions_per_s", "seconds"]
-JCQA_KEYS = ["accuracy", "accuracy_generation", "n", "shots", "seconds"]
+JSQUAD_KEYS = ["char_f1", "exact_match", "char_f1_best_gold", "n", "format", "protocol", "shots", "skipped_unanswerable",
+               "questions_per_s", "seconds"]
+JCQA_KEYS = ["accuracy", "accuracy_generation", "n", "format", "protocol", "shots", "seconds"]
 PPL_KEYS = ["tokens", "characters", "documents", "nll", "perplexity", "bits_per_char", "seq_length", "stride", "windows", "tokens_per_s"]
 
 
 def run_eval_jsquad(model, adapter, data, output, limit, shots, shots_file, batch_size, max_new_tokens, seed,
-                    device, dtype, label, strip_title, allow_base_mismatch):
-    from japanese_ft.eval.jsquad import read_squad
+                    device, dtype, label, strip_title, allow_base_mismatch, chat=False, protocol="jft"):
+    from japanese_ft.eval.jsquad import read_shots, read_squad
+    from japanese_ft.eval.protocol import resolve
 
-    _check_positive(limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    if shots < 0:
-        raise UserError(f"--shots must be >= 0, got {shots}")
+    _check_positive(limit=limit, batch_size=batch_size)
+    p = resolve("jsquad", protocol, shots, shots_file, seed, max_new_tokens, chat, data=data, strip_title=strip_title)
     read_squad(data)  # fail on bad data before the (slow) model load
     if shots_file:
-        from japanese_ft.eval.jsquad import read_shots
-
-        read_shots(shots_file)
+        read_squad(shots_file) if protocol == "llm-jp-eval" else read_shots(shots_file)
     m, tok = _load(model, adapter, device, dtype, allow_base_mismatch)
-    summary, records = _jsquad(m, tok, data, limit, shots, shots_file, batch_size, max_new_tokens, seed, strip_title)
-    settings = {"shots_file": str(shots_file) if shots_file else None, "seed": seed, "strip_title": strip_title}
+    summary, records = _jsquad(m, tok, data, limit, p["shots"], shots_file, batch_size, p["max_new_tokens"], p["seed"],
+                               strip_title, p["chat"], protocol)
+    settings = {"shots_file": str(shots_file) if shots_file else None, "seed": p["seed"], "strip_title": strip_title,
+                "format": p["format"], "protocol": protocol}
     result, output, ex = _finish("jsquad", summary, records, output, model, adapter, m, tok, label, settings)
-    _print_summary("jsquad (llm-jp-eval prompt, greedy)", result, JSQUAD_KEYS, output, ex)
+    _print_summary(f"jsquad ({p['format']} llm-jp-eval prompt, {protocol} protocol, greedy)", result, JSQUAD_KEYS, output, ex)
     return result
 
 
 def run_eval_jcqa(model, adapter, data, output, limit, shots, batch_size, max_new_tokens, seed, device, dtype, label,
-                  no_generation, allow_base_mismatch):
+                  no_generation, allow_base_mismatch, chat=False, protocol="jft", shots_file=None):
     from japanese_ft.eval.jcommonsenseqa import read_jcommonsenseqa
+    from japanese_ft.eval.protocol import resolve
 
-    _check_positive(limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    if shots < 0:
-        raise UserError(f"--shots must be >= 0, got {shots}")
+    _check_positive(limit=limit, batch_size=batch_size)
+    p = resolve("jcommonsenseqa", protocol, shots, shots_file, seed, max_new_tokens, chat, data=data,
+                generation=not no_generation)
     read_jcommonsenseqa(data)
+    if shots_file:
+        read_jcommonsenseqa(shots_file)
     m, tok = _load(model, adapter, device, dtype, allow_base_mismatch)
-    summary, records = _jcqa(m, tok, data, limit, shots, batch_size, max_new_tokens, seed, not no_generation)
-    result, output, ex = _finish("jcommonsenseqa", summary, records, output, model, adapter, m, tok, label, {"seed": seed})
-    _print_summary("jcommonsenseqa (accuracy = length-normalized log-likelihood ranking)", result, JCQA_KEYS, output, ex)
+    summary, records = _jcqa(m, tok, data, limit, p["shots"], batch_size, p["max_new_tokens"], p["seed"],
+                             not no_generation, p["chat"], protocol, shots_file)
+    settings = {"seed": p["seed"], "format": p["format"], "protocol": protocol,
+                "shots_file": str(shots_file) if shots_file else None}
+    result, output, ex = _finish("jcommonsenseqa", summary, records, output, model, adapter, m, tok, label, settings)
+    _print_summary(f"jcommonsenseqa (accuracy = raw log-likelihood ranking; accuracy_generation = {p['format']} prompt, "
+                   f"{protocol} protocol)", result, JCQA_KEYS, output, ex)
     return result
 
 
@@ -147,7 +147,7 @@ def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, 
     from japanese_ft.eval.suite import headline_rows, load_suite_config, run_suite
 
     _check_positive(limit=limit, batch_size=batch_size)
-    entries = load_suite_config(config)
+    entries = load_suite_config(config)  # protocol/option conflicts fail here, before the model load
     m, tok = _load(model, adapter, device, dtype, allow_base_mismatch)
     label = label or default_label(model, adapter)
     output = Path(output) if output else Path("results") / f"{label}-suite.json"
@@ -160,6 +160,7 @@ def run_eval_suite(model, adapter, config, output, limit, device, dtype, label, 
 
 
 def run_compare(results, labels, chart, output=None):
+    from rich.markup import escape
     from rich.table import Table
 
     from japanese_ft.eval.common import write_json_atomic
@@ -170,12 +171,13 @@ def run_compare(results, labels, chart, output=None):
         write_json_atomic(output, {**res, "results": [str(r) for r in results]})
     table = Table(title="compare", title_justify="left")
     table.add_column("metric", style="bold cyan")
+    table.add_column("format")
     for lab in res["labels"]:
-        table.add_column(lab, justify="right")
+        table.add_column(escape(lab), justify="right")
     if len(res["labels"]) > 1:
-        table.add_column(f"{res['labels'][-1]} vs {res['labels'][0]}")
+        table.add_column(escape(f"{res['labels'][-1]} vs {res['labels'][0]}"))
     for row in format_table(res):
-        table.add_row(*(row if len(res["labels"]) > 1 else row[:-1]))
+        table.add_row(*(escape(c) for c in (row if len(res["labels"]) > 1 else row[:-1])))
     out.print(table)
     chart = Path(chart) if chart else Path(str(results[-1])).with_name("compare.png")
     bar_chart(res, chart)

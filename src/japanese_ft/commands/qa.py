@@ -23,7 +23,7 @@ def _squad_titles(paths: list[Path]) -> frozenset:
 
 
 def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_input_chars, min_output_chars,
-                 max_output_chars, text_key, strict, exclude_squad=()):
+                 max_output_chars, text_key, strict, exclude_squad=(), report=None):
     from japanese_ft.data.corpus import expand_inputs, progress_total
     from japanese_ft.data.qa import QAOptions, build_qa
 
@@ -41,7 +41,8 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
     opts.check()
     files = expand_inputs(inputs)
     with byte_progress("build-qa", progress_total(files)) as update:
-        stats = build_qa([str(p) for p in inputs], output_dir, opts, progress=lambda n, arts: update(n, f"{arts:,} articles"))
+        stats = build_qa([str(p) for p in inputs], output_dir, opts, progress=lambda n, arts: update(n, f"{arts:,} articles"),
+                         report=report)
     for example in stats.malformed_examples:
         console.print(f"[yellow]malformed line[/] {example}", highlight=False)
     out = Path(output_dir)
@@ -54,9 +55,11 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
         ("training", f"{stats.training_pairs:,} pairs from {stats.training_articles:,} articles -> {out / 'training.jsonl'}"),
         ("validation", f"{stats.validation_pairs:,} pairs from {stats.validation_articles:,} articles -> {out / 'validation.jsonl'}"),
         ("dropped", dropped),
+        ("text repairs", ", ".join(f"{k}={v:,}" for k, v in stats.repaired.items()) or "none"),
+        ("sentences left out", ", ".join(f"{k}={v:,}" for k, v in stats.sentences_left_out.items()) or "none"),
         ("malformed lines", f"{stats.malformed_lines:,}"),
         ("time", f"{stats.seconds:.1f} s"),
-        ("stats", str(out / "stats.json")),
+        ("stats", str(out / "stats.json") + (f", report {report}" if report else "")),
     ]
     summary_table(f"build-qa -> {out}", rows)
     if stats.articles_used == 0:
@@ -67,10 +70,12 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
     return stats
 
 
-def run_convert_squad(file, output, strip_title=True):
+def run_convert_squad(file, output, strip_title=True, style="plain"):
     from japanese_ft.data.squad import convert_squad
 
-    stats = convert_squad(file, output, strip_title=strip_title)
+    stats = convert_squad(file, output, strip_title=strip_title, style=style)
+    layout = ("the llm-jp-eval JSQuAD prompt of jft eval jsquad (0-shot, ends in '### 応答:\\n')" if style == "llm-jp-eval"
+              else "文章:{context}\\n質問:{question}")
     summary_table(
         f"convert-squad -> {output}",
         [
@@ -78,7 +83,27 @@ def run_convert_squad(file, output, strip_title=True):
             ("records written", f"{stats.written:,}"),
             ("unanswerable skipped", f"{stats.unanswerable_skipped:,}"),
             ("articles / passages", f"{stats.articles:,} / {stats.contexts:,}"),
-            ("input layout", "文章:{context}\\n質問:{question}"),
+            ("input layout", layout),
+            ("train with", "data.chat_template=none (plain text, scored in the raw format)" if style == "llm-jp-eval"
+             else "the chat template (data.chat_template=auto)"),
+        ],
+    )
+    return stats
+
+
+def run_squad_articles(file, output, strip_title=True):
+    from japanese_ft.data.squad import squad_articles
+
+    stats = squad_articles(file, output, strip_title=strip_title)
+    summary_table(
+        f"convert-squad --articles -> {output}",
+        [
+            ("articles written", f"{stats.articles:,}"),
+            ("paragraphs", f"{stats.paragraphs_written:,} written of {stats.paragraphs:,} "
+                           f"(repeated {stats.duplicate_paragraphs:,}, empty {stats.empty_paragraphs:,})"),
+            ("characters", f"{stats.characters:,}"),
+            ("document", '{"text": paragraphs joined by \\n, "meta": {"id", "title", "url"}}'),
+            ("next", f"jft prepare-corpus {output} --tokenizer MODEL --output-prefix PREFIX  |  jft build-qa {output} --output-dir DIR"),
         ],
     )
     return stats

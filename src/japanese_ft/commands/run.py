@@ -15,8 +15,9 @@ SHORT = {"perplexity": "ppl", "bits_per_char": "bits/char", "char_f1": "char-F1"
 
 
 def short_metric(key: str, with_name: bool = False) -> str:
-    name, _, metric = key.rpartition(".")
-    short = SHORT.get(metric, metric)
+    base, sep, marks = key.partition(" [")  # "jsquad.char_f1 [chat]"
+    name, _, metric = base.rpartition(".")
+    short = SHORT.get(metric, metric) + (f" [{marks}" if sep else "")
     return f"{name} {short}" if with_name and name else short
 
 

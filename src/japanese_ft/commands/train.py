@@ -120,3 +120,35 @@ def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
         [("base", info["base"]), ("adapter", info["adapter"]), ("parameters", f"{info['parameters']:,}"), ("dtype", info["dtype"])],
     )
     return info
+
+
+def run_import_model(source: str, output: Path, dtype: str, trust_remote_code: bool) -> dict:
+    from japanese_ft.model.importing import DTYPES
+
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    quiet_libraries()
+    from japanese_ft.model.importing import import_model
+
+    with console.status(f"importing {source}"):
+        info = import_model(source, output, dtype=dtype, trust_remote_code=trust_remote_code)
+    stops = ", ".join(str(i) for i in info["stop_token_ids"])
+    summary_table(
+        f"import-model -> {info['output']}",
+        [
+            ("source", f"{info['source']} ({info['kind']})"),
+            ("architecture", f"{info['architecture']} ({info['model_type']}, {info['layers']} layers, hidden {info['hidden_size']})"),
+            ("parameters", f"{info['parameters']:,} ({_human(info['parameters'])})"
+                           + (", tied embeddings" if info["tied_embeddings"] else "")),
+            ("vocabulary", f"{info['vocab_size']:,} (tokenizer {info['tokenizer_size']:,})"),
+            ("context length", f"{info['context_length']:,}" if info["context_length"] else "-"),
+            ("dtype", info["dtype"]),
+            ("chat template", "yes" if info["chat_template"] else "none (jft trains with ChatML)"),
+            ("generation stops at", f"{info['end_of_turn'] or '-'} / EOS {info['eos_token']} (ids {stops})"),
+            ("Japanese chars/token", f"{info['chars_per_token']:.2f} on the built-in sample "
+                                     f"({info['sample_chars']:,} characters, {info['sample_tokens']:,} tokens)"),
+            ("time", f"{info['seconds']:.1f} s"),
+            ("next", f"jft eval jsquad --model {info['output']} --data FILE  |  jft chat --model {info['output']}"),
+        ],
+    )
+    return info

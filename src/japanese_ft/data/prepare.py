@@ -42,6 +42,8 @@ class PrepareOptions:
     tokenizer: str
     text_key: str = "text"
     normalize: str = "nfc"
+    clean: str = "whitespace"  # or "none": no whitespace cleanup (Megatron's preprocess_data.py does none)
+    add_special_tokens: bool = False  # BOS/EOS of the tokenizer's post-processor, as tokenizer(text).input_ids
     quality: QualityConfig | None = None
     dedup: str = "exact"
     eod: bool = True
@@ -65,6 +67,8 @@ class PrepareStats:
     mb_per_s: float = 0.0
     workers: int = 1
     normalize: str = "nfc"
+    clean: str = "whitespace"
+    add_special_tokens: bool = False
     dedup: str = "exact"
     filter: bool = False
     eod: bool = True
@@ -106,7 +110,9 @@ def _process_batch(lines: list[bytes]) -> dict:
             malformed.append((i, str(rec)))
             continue
         n_valid += 1
-        text = clean(normalize(rec[opts["text_key"]], opts["normalize"]))
+        text = normalize(rec[opts["text_key"]], opts["normalize"])
+        if opts["clean"] == "whitespace":
+            text = clean(text)
         if not text:
             dropped["empty"] += 1
             continue
@@ -123,7 +129,7 @@ def _process_batch(lines: list[bytes]) -> dict:
     lengths = np.zeros(len(texts), dtype=np.int64)
     tokens = b""
     if texts:
-        encodings = _W["tok"].encode_batch(texts, add_special_tokens=False)
+        encodings = _W["tok"].encode_batch(texts, add_special_tokens=opts["add_special_tokens"])
         eod = opts["eod_id"]
         flat: list[int] = []
         for j, enc in enumerate(encodings):
@@ -198,32 +204,48 @@ def _ordered_map(fn, batches, workers: int, tokenizer_json: str, opts: dict):
             yield fut.result(), l, s
 
 
-def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
-    """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`."""
-    files = expand_inputs(inputs)
-    tokenizer_json, eos = load_tokenizer_json(opts.tokenizer)
+def _build_tokenizer(opts: PrepareOptions):
+    """Build the tokenizer into `_W["tok"]`; return (tokenizer.json text, EOD id or None, dtype)."""
+    # With special tokens, take the tokenizer as transformers builds it: it may rewrite the
+    # post-processor (add_bos_token/add_eos_token), and Megatron calls transformers' tokenizer(text).
+    tokenizer_json, eos = load_tokenizer_json(opts.tokenizer, via_transformers=opts.add_special_tokens)
     from tokenizers import Tokenizer
 
     _W["tok"] = tok = Tokenizer.from_str(tokenizer_json)  # the only build on Linux: workers fork from here
     eod_id = resolve_eod_id(tok, eos) if opts.eod else None
-    dtype = dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True))
+    return tokenizer_json, eod_id, dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True))
+
+
+def _worker_opts(opts: PrepareOptions, eod_id: int | None, dtype: np.dtype) -> dict:
+    """The options every worker needs, as plain data (they cross a process boundary)."""
+    return {
+        "text_key": opts.text_key,
+        "normalize": opts.normalize,
+        "clean": opts.clean,
+        "add_special_tokens": opts.add_special_tokens,
+        "quality": asdict(opts.quality) if opts.quality is not None else None,
+        "dedup": opts.dedup,
+        "eod_id": eod_id,
+        "dtype": dtype.str,
+    }
+
+
+def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
+    """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`."""
+    files = expand_inputs(inputs)
+    tokenizer_json, eod_id, dtype = _build_tokenizer(opts)
 
     start_line, stop_line = 0, None
     if opts.shard is not None:
         total_lines = count_lines(files)
         start_line, stop_line = shard_range(total_lines, opts.shard)
 
-    worker_opts = {
-        "text_key": opts.text_key,
-        "normalize": opts.normalize,
-        "quality": asdict(opts.quality) if opts.quality is not None else None,
-        "dedup": opts.dedup,
-        "eod_id": eod_id,
-        "dtype": dtype.str,
-    }
+    worker_opts = _worker_opts(opts, eod_id, dtype)
     stats = PrepareStats(
         workers=opts.workers,
         normalize=opts.normalize,
+        clean=opts.clean,
+        add_special_tokens=opts.add_special_tokens,
         dedup=opts.dedup,
         filter=opts.quality is not None,
         eod=opts.eod,

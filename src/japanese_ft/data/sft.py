@@ -13,6 +13,12 @@ Encoding (`encode_example`):
      each assistant turn (the first stop token in the template text after it: `<|im_end|>`).
 Over-long examples are dropped or truncated (`data.truncation`), and every case is counted.
 
+Plain text (`data.chat_template: none`, `PlainEncoder`): no template at all. `input` followed
+directly by `output` + EOS, tokenized as `jft eval` tokenizes its raw prompts (the input with the
+tokenizer's default special tokens, the output separately); labels cover the output and the EOS.
+Records written by `convert-squad --style llm-jp-eval` are then trained in exactly the raw
+format `jft eval jsquad` scores.
+
 Packing (`pack_examples`) concatenates examples into rows of exactly seq_length tokens, resets
 position_ids at each example and pads the tail (labels -100). The model must then keep examples
 apart; transformers 5.x derives a block-diagonal causal mask from position_ids that restart at 0
@@ -34,6 +40,7 @@ from japanese_ft.errors import UserError
 from japanese_ft.text.chat import CHATML_TEMPLATE, render_chatml
 
 IGNORE_INDEX = -100
+TEMPLATES = ("auto", "chatml", "none")  # data.chat_template
 _SENTINEL = re.compile("\ue000(\\d+)\ue001")
 
 
@@ -77,7 +84,7 @@ class ChatEncoder:
         self.tok = tokenizer
         tmpl = getattr(tokenizer, "chat_template", None)
         if template not in ("auto", "chatml"):
-            raise UserError(f"data.chat_template {template!r}: choose auto or chatml")
+            raise UserError(f"data.chat_template {template!r}: choose {', '.join(TEMPLATES)}")
         self.use_chatml = template == "chatml" or not tmpl or tmpl == CHATML_TEMPLATE
         self.stop_ids = set(stop_token_ids(tokenizer))
         if self.use_chatml:
@@ -91,6 +98,9 @@ class ChatEncoder:
             self.stop_ids = {token_id(tokenizer, IM_END)}
         if not self.stop_ids:
             raise UserError("the tokenizer has no end-of-turn or EOS token to end answers with")
+
+    def encode_record(self, record: dict, where: str = "") -> tuple[list[int], list[int]]:
+        return self.encode(record_to_messages(record, where))
 
     def render(self, messages: list[dict]) -> str:
         if self.use_chatml:
@@ -138,6 +148,43 @@ class ChatEncoder:
         return ids, labels
 
 
+class PlainEncoder:
+    """`data.chat_template: none`: `input` + `output` + EOS as plain text; loss on output and EOS."""
+
+    def __init__(self, tokenizer) -> None:
+        from japanese_ft.model.load import eos_id
+
+        self.tok = tokenizer
+        self.eos = eos_id(tokenizer)
+        if self.eos is None:
+            raise UserError("data.chat_template=none ends every answer with EOS, but the tokenizer has no EOS token")
+
+    def encode_record(self, record: dict, where: str = "") -> tuple[list[int], list[int]]:
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: expected a JSON object")
+        if "messages" in record:
+            raise UserError(f"{where}: data.chat_template=none trains {{\"input\", \"output\"}} records as plain text; "
+                            "'messages' records need a chat template (auto or chatml)")
+        if not ("input" in record and "output" in record):
+            raise UserError(f"{where}: expected {{\"input\", \"output\"}}, got keys {sorted(record)}")
+        if not isinstance(record["input"], str) or not isinstance(record["output"], str):
+            raise UserError(f"{where}: 'input' and 'output' must be strings")
+        if record.get("system"):
+            raise UserError(f"{where}: 'system' has no place in plain-text training (data.chat_template=none)")
+        # the prompt exactly as jft eval encodes raw prompts (eval/generation.generate), the answer separately
+        prompt = list(self.tok(record["input"], add_special_tokens=True)["input_ids"])
+        answer = list(self.tok(record["output"], add_special_tokens=False)["input_ids"]) + [self.eos]
+        return prompt + answer, [IGNORE_INDEX] * len(prompt) + answer
+
+
+
+def make_encoder(tokenizer, template: str = "auto"):
+    """PlainEncoder for `none`, else the ChatEncoder (tokenizer's template or ChatML)."""
+    if template == "none":
+        return PlainEncoder(tokenizer)
+    return ChatEncoder(tokenizer, template)
+
+
 @dataclass
 class SFTStats:
     records: int = 0
@@ -154,12 +201,13 @@ class SFTStats:
         return dict(self.__dict__)
 
 
-def encode_example(record: dict, encoder: ChatEncoder, seq_length: int, truncation: str = "drop",
+def encode_example(record: dict, encoder, seq_length: int, truncation: str = "drop",
                    stats: SFTStats | None = None, where: str = ""):
-    """-> (ids int32 array, labels int32 array) or None when the example is dropped (counted)."""
+    """-> (ids int32 array, labels int32 array) or None when the example is dropped (counted).
+    `encoder` is a ChatEncoder or PlainEncoder (`make_encoder`)."""
     stats = stats if stats is not None else SFTStats()
     stats.records += 1
-    ids, labels = encoder.encode(record_to_messages(record, where))
+    ids, labels = encoder.encode_record(record, where)
     if len(ids) > seq_length:
         if truncation == "drop":
             stats.dropped_too_long += 1
@@ -201,7 +249,7 @@ def iter_jsonl(paths: list[str]):
                     raise UserError(f"{p}:{lineno}: invalid JSON ({exc.msg})") from None
 
 
-def load_examples(paths: list[str], encoder: ChatEncoder, seq_length: int, truncation: str = "drop"):
+def load_examples(paths: list[str], encoder, seq_length: int, truncation: str = "drop"):
     """All examples of the JSONL files (in file order) and their counts."""
     stats = SFTStats(files=[str(p) for p in paths])
     examples = []
@@ -306,7 +354,8 @@ class SFTBatches:
             ids = torch.from_numpy(np.stack([s[0] for s in samples]))
             labels = torch.from_numpy(np.stack([s[1] for s in samples]))
             pos = torch.from_numpy(np.stack([s[2] for s in samples]))
-            real = int((ids != self.pad_id).sum())  # the pad id (EOS) never occurs inside ChatML examples
+            # padding is pad id with label -100; a plain-text example's closing EOS (often the pad id) is labelled
+            real = int(((ids != self.pad_id) | (labels != IGNORE_INDEX)).sum())
             if self.flatten:
                 ids, labels, pos = ids.reshape(1, -1), labels.reshape(1, -1), pos.reshape(1, -1)
             return {"input_ids": ids, "labels": labels, "position_ids": pos, "num_tokens": real}
@@ -337,7 +386,7 @@ def build_sft_batches(paths, tokenizer, seq_length: int, truncation: str, templa
     """JSONL files -> (SFTBatches, SFTStats)."""
     from japanese_ft.model.load import pad_id
 
-    encoder = ChatEncoder(tokenizer, template)
+    encoder = make_encoder(tokenizer, template)
     examples, stats = load_examples(paths, encoder, seq_length, truncation)
     pid = pad_id(tokenizer)
     samples = pack_examples(examples, seq_length, pid, seed if shuffle else None) if pack else examples

@@ -13,13 +13,20 @@ one per question in file order, so `for context, question, answers, qid, title i
 iter_squad(path)` works too. JSQuAD contexts start with 「<title> [SEP] 」; that prefix is
 removed (pass `strip_title=False` to keep it). Missing or mistyped fields raise `UserError`
 naming the file, the JSON path and the question id.
+
+`convert_squad(..., style="llm-jp-eval")` writes as `input` the whole raw prompt `jft eval jsquad`
+sends (`japanese_ft.eval.prompts.jsquad_prompt`, 0-shot), so a model trained on it with
+`data.chat_template: none` sees at evaluation exactly what it was trained on.
+`squad_articles` writes each article's paragraphs as one LLM-jp corpus document instead
+(for `prepare-corpus` and `build-qa`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -27,6 +34,8 @@ from japanese_ft.errors import UserError
 
 SEP = " [SEP] "
 INPUT_TEMPLATE = "文章:{context}\n質問:{question}"
+STYLES = ("plain", "llm-jp-eval")
+WIKIPEDIA_URL = "https://ja.wikipedia.org/wiki/"
 
 
 class SquadQuestion(NamedTuple):
@@ -122,36 +131,129 @@ class SquadStats:
     contexts: int = 0
 
 
-def convert_squad(path: str | Path, output: str | Path, strip_title: bool = True) -> SquadStats:
-    """Write one `{"input", "output", "meta": {"id", "title"}}` line per answerable question.
+def _record_input(style: str, context: str, question: str) -> str:
+    if style == "llm-jp-eval":
+        from japanese_ft.eval.prompts import jsquad_prompt  # plain strings, no heavy imports
 
-    `output` is the first answer's text; unanswerable (v2) questions are skipped and counted.
-    The file is written to `OUTPUT.tmp` and renamed when complete.
-    """
-    output = Path(output)
+        return jsquad_prompt(context, question)
+    return squad_input(context, question)
+
+
+def _write_atomic(output: Path, lines) -> None:
+    """Write the lines to OUTPUT.tmp and rename it to OUTPUT when complete."""
     if output.is_dir():
-        raise UserError(f"{output}: is a directory; --output takes a file name such as jsquad.jsonl")
+        raise UserError(f"{output}: is a directory; --output takes a file name such as out.jsonl")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
-    stats = SquadStats()
-    titles, contexts = set(), set()
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            for q in iter_squad(path, strip_title=strip_title):
-                stats.questions += 1
-                titles.add(q.title)
-                contexts.add(q.context)
-                if not q.answers:
-                    stats.unanswerable_skipped += 1
-                    continue
-                record = {"input": squad_input(q.context, q.question), "output": q.answers[0], "meta": {"id": q.qid, "title": q.title}}
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-                stats.written += 1
-        if stats.questions == 0:
-            raise UserError(f"{path}: no questions in the file")
+            for line in lines:
+                fh.write(line)
         os.replace(tmp, output)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def convert_squad(path: str | Path, output: str | Path, strip_title: bool = True, style: str = "plain") -> SquadStats:
+    """Write one `{"input", "output", "meta": {"id", "title"}}` line per answerable question.
+
+    `style="plain"`: input 「文章:{context}\n質問:{question}」 (the chat template frames it).
+    `style="llm-jp-eval"`: input is the whole llm-jp-eval JSQuAD prompt that `jft eval jsquad`
+    sends (instruction, 文章：…\n質問：…, ending in 「### 応答:\n」).
+    `output` is the first answer's text; unanswerable (v2) questions are skipped and counted.
+    The file is written to `OUTPUT.tmp` and renamed when complete.
+    """
+    if style not in STYLES:
+        raise UserError(f"--style {style!r}: choose {' or '.join(STYLES)}")
+    output = Path(output)
+    stats = SquadStats()
+    titles, contexts = set(), set()
+
+    def lines():
+        for q in iter_squad(path, strip_title=strip_title):
+            stats.questions += 1
+            titles.add(q.title)
+            contexts.add(q.context)
+            if not q.answers:
+                stats.unanswerable_skipped += 1
+                continue
+            record = {"input": _record_input(style, q.context, q.question), "output": q.answers[0],
+                      "meta": {"id": q.qid, "title": q.title}}
+            stats.written += 1
+            yield json.dumps(record, ensure_ascii=False) + "\n"
+        if stats.questions == 0:
+            raise UserError(f"{path}: no questions in the file")
+
+    _write_atomic(output, lines())
     stats.articles, stats.contexts = len(titles), len(contexts)
+    return stats
+
+
+@dataclass
+class ArticleStats:
+    articles: int = 0  # documents written (unique titles with text)
+    paragraphs: int = 0  # paragraphs read
+    paragraphs_written: int = 0
+    duplicate_paragraphs: int = 0  # repeated within an article, written once
+    empty_paragraphs: int = 0
+    characters: int = 0  # of the written documents' text
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def squad_articles(path: str | Path, output: str | Path, strip_title: bool = True) -> ArticleStats:
+    """Write each unique article (by title) as one LLM-jp JSONL document for pre-training.
+
+    `{"text": paragraphs joined by "\n", "meta": {"id": "<file stem>-<n>", "title", "url"}}`, articles
+    in order of first appearance, paragraphs in file order; JSQuAD's 「<title> [SEP] 」 prefix is
+    removed (`strip_title`); a paragraph repeated within an article is written once. `url` is the
+    Japanese Wikipedia page of the title (JSQuAD and JaQuAD are built from Japanese Wikipedia).
+    """
+    from urllib.parse import quote
+
+    t0 = time.perf_counter()
+    path, output = Path(path), Path(output)
+    doc = load_squad(path)
+    articles: dict[str, list[str]] = {}
+    seen: dict[str, set] = {}
+    stats = ArticleStats()
+    for i, article in enumerate(doc["data"]):
+        where = f"data[{i}]"
+        title = _field(article, "title", str, where, path)
+        paragraphs = _field(article, "paragraphs", list, where, path)
+        kept = articles.setdefault(title, [])
+        known = seen.setdefault(title, set())
+        for j, para in enumerate(paragraphs):
+            context = _field(para, "context", str, f"{where}.paragraphs[{j}]", path)
+            stats.paragraphs += 1
+            if strip_title:
+                context = strip_title_prefix(context, title)
+            context = context.strip()
+            if not context:
+                stats.empty_paragraphs += 1
+            elif context in known:
+                stats.duplicate_paragraphs += 1
+            else:
+                known.add(context)
+                kept.append(context)
+    if stats.paragraphs == 0:
+        raise UserError(f"{path}: no paragraphs in the file")
+
+    def lines():
+        for title, paragraphs in articles.items():
+            if not paragraphs:
+                continue
+            stats.articles += 1
+            stats.paragraphs_written += len(paragraphs)
+            text = "\n".join(paragraphs)
+            stats.characters += len(text)
+            meta = {"id": f"{path.stem}-{stats.articles:05d}", "title": title,
+                    "url": WIKIPEDIA_URL + quote(title.replace(" ", "_"))}
+            yield json.dumps({"text": text, "meta": meta}, ensure_ascii=False) + "\n"
+
+    _write_atomic(output, lines())
+    stats.seconds = round(time.perf_counter() - t0, 3)
     return stats

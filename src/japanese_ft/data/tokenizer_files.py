@@ -10,10 +10,16 @@ from japanese_ft.errors import UserError
 _EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
 
 
-def load_tokenizer_json(name_or_path: str, trust_remote_code: bool = False) -> tuple[str, str | None]:
-    """Return (tokenizer.json text, eos token) for a local directory or a hub id."""
+def load_tokenizer_json(name_or_path: str, trust_remote_code: bool = False,
+                        via_transformers: bool = False) -> tuple[str, str | None]:
+    """Return (tokenizer.json text, eos token) for a local directory or a hub id.
+
+    A local directory's tokenizer.json is read as is (no transformers import). `via_transformers`
+    returns the Rust tokenizer that `AutoTokenizer` builds instead (it may rewrite the
+    post-processor from tokenizer_config.json, e.g. `add_bos_token`).
+    """
     path = Path(name_or_path)
-    if path.is_dir() and (path / "tokenizer.json").exists():
+    if path.is_dir() and (path / "tokenizer.json").exists() and not via_transformers:
         eos = None
         cfg = path / "tokenizer_config.json"
         if cfg.exists():
@@ -23,7 +29,7 @@ def load_tokenizer_json(name_or_path: str, trust_remote_code: bool = False) -> t
         return (path / "tokenizer.json").read_text(encoding="utf-8"), eos
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: expected a tokenizer directory containing tokenizer.json")
-    if path.is_dir():
+    if path.is_dir() and not (path / "tokenizer.json").exists():
         raise UserError(f"{path}: no tokenizer.json in this directory")
     try:
         from transformers import AutoTokenizer

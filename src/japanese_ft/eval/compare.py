@@ -1,4 +1,10 @@
-"""Compare result files: a before/after table and a bar chart (e.g. base vs CPT vs CPT+SFT vs LoRA)."""
+"""Compare result files: a before/after table and a bar chart (e.g. base vs CPT vs CPT+SFT vs LoRA).
+
+Every JSQuAD/JCommonsenseQA row carries the prompt format it was scored in (`raw` or `chat`;
+results written before the format was recorded are raw). Scores in the chat format or under the
+llm-jp-eval protocol get their own rows (`jsquad.char_f1 [chat]`, `jsquad.char_f1 [llm-jp-eval]`),
+so a table never puts numbers of different formats side by side as if they were one metric.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +21,24 @@ HEADLINE = {
 }
 
 
-def load_result(path: str | Path) -> tuple[str, dict[str, float], dict[str, bool]]:
-    """(label, {"task.metric": value}, {"task.metric": higher_is_better}) from a result JSON:
-    a single evaluation (`jft eval jsquad|jcommonsenseqa|perplexity`) or a suite."""
+def metric_format(res: dict, metric: str) -> str | None:
+    """The prompt format a metric was scored in: raw, chat, or None (perplexity has none)."""
+    if res.get("task") not in ("jsquad", "jcommonsenseqa"):
+        return None
+    if res.get("task") == "jcommonsenseqa" and metric == "accuracy":
+        return res.get("ranking_format", "raw")  # the log-likelihood ranking is always a plain completion
+    return res.get("format", "raw")
+
+
+def metric_key(name: str, metric: str, res: dict) -> str:
+    """`name.metric`, marked ` [chat]` / ` [llm-jp-eval]` / ` [chat, ...]` unless raw under jft's protocol."""
+    marks = [m for m in (metric_format(res, metric), res.get("protocol", "jft")) if m not in (None, "raw", "jft")]
+    return f"{name}.{metric}" + (f" [{', '.join(marks)}]" if marks else "")
+
+
+def load_result(path: str | Path) -> tuple[str, dict[str, float], dict[str, bool], dict[str, str | None]]:
+    """(label, {"task.metric": value}, {"task.metric": higher_is_better}, {"task.metric": format}) from
+    a result JSON: a single evaluation (`jft eval jsquad|jcommonsenseqa|perplexity`) or a suite."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such result file")
@@ -36,30 +57,34 @@ def load_result(path: str | Path) -> tuple[str, dict[str, float], dict[str, bool
         raise UserError(f"{path}: not a jft result file (no known 'task' field)")
     values: dict[str, float] = {}
     better: dict[str, bool] = {}
+    formats: dict[str, str | None] = {}
     for name, res in runs:
         for metric, higher in HEADLINE.get(res.get("task"), []):
             v = res.get(metric)
             if isinstance(v, (int, float)):
-                key = f"{name}.{metric}"
+                key = metric_key(name, metric, res)
                 values[key] = float(v)
                 better[key] = higher
+                formats[key] = metric_format(res, metric)
     if not values:
         raise UserError(f"{path}: no scores found")
-    return str(label), values, better
+    return str(label), values, better, formats
 
 
 def compare(paths: list[str | Path], labels: list[str] | None = None) -> dict:
-    """{"labels": [...], "metrics": [...], "table": {metric: [value or None per run]}, "higher": {...}}."""
+    """{"labels": [...], "metrics": [...], "table": {metric: [value or None per run]}, "higher": {...},
+    "formats": {metric: "raw" | "chat" | None}}."""
     if not paths:
         raise UserError("give at least one result file")
     if labels and len(labels) != len(paths):
         raise UserError(f"--labels: got {len(labels)} labels for {len(paths)} result files")
-    run_labels, tables, higher = [], [], {}
+    run_labels, tables, higher, formats = [], [], {}, {}
     for i, p in enumerate(paths):
-        label, values, better = load_result(p)
+        label, values, better, fmts = load_result(p)
         run_labels.append(labels[i] if labels else label)
         tables.append(values)
         higher.update(better)
+        formats.update(fmts)
     seen = {}
     for lab in run_labels:  # disambiguate repeated labels
         seen[lab] = seen.get(lab, 0) + 1
@@ -69,11 +94,12 @@ def compare(paths: list[str | Path], labels: list[str] | None = None) -> dict:
     for t in tables:
         metrics.extend(m for m in t if m not in metrics)
     table = {m: [t.get(m) for t in tables] for m in metrics}
-    return {"labels": run_labels, "metrics": metrics, "table": table, "higher": higher}
+    return {"labels": run_labels, "metrics": metrics, "table": table, "higher": higher, "formats": formats}
 
 
 def format_table(result: dict) -> list[list[str]]:
-    """Rows for printing: metric, value per run, and change of the last run vs the first."""
+    """Rows for printing: metric, its prompt format (raw/chat, "-" for perplexity), value per run, and
+    change of the last run vs the first."""
     rows = []
     for m in result["metrics"]:
         vals = result["table"][m]
@@ -83,7 +109,7 @@ def format_table(result: dict) -> list[list[str]]:
             d = vals[-1] - vals[0]
             good = (d > 0) == result["higher"].get(m, True)
             delta = f"{d:+.4f}" + ("" if d == 0 else (" better" if good else " worse"))
-        rows.append([m, *cells, delta])
+        rows.append([m, result.get("formats", {}).get(m) or "-", *cells, delta])
     return rows
 
 
@@ -98,9 +124,11 @@ METRIC_NAMES = {
 
 
 def metric_label(key: str) -> tuple[str, str]:
-    """"heldout_ppl.perplexity" -> ("heldout_ppl", "perplexity"): the evaluation's name and a readable metric."""
-    name, _, metric = key.rpartition(".")
-    return name or metric, METRIC_NAMES.get(metric, metric.replace("_", " "))
+    """"heldout_ppl.perplexity" -> ("heldout_ppl", "perplexity"): the evaluation's name and a readable metric
+    (a format/protocol mark stays on the metric: "jsquad.char_f1 [chat]" -> ("jsquad", "char-F1 [chat]"))."""
+    base, sep, marks = key.partition(" [")
+    name, _, metric = base.rpartition(".")
+    return name or metric, METRIC_NAMES.get(metric, metric.replace("_", " ")) + (f" [{marks}" if sep else "")
 
 
 def fmt_value(v: float) -> str:

@@ -25,17 +25,25 @@ class Generated:
     stopped: bool  # True when a stop token ended it, False when max_new_tokens did
 
 
-def stop_token_ids(tokenizer) -> list[int]:
-    """EOS plus every end-of-turn token the vocabulary knows (ChatML's <|im_end|> and kin)."""
-    ids: list[int] = []
+def eos_ids(tokenizer) -> list[int]:
+    """The tokenizer's EOS id(s) only: where llm-jp-eval stops."""
     eos = tokenizer.eos_token_id
     if isinstance(eos, int):
-        ids.append(eos)
-    elif isinstance(eos, (list, tuple)):
-        ids.extend(int(e) for e in eos)
+        return [eos]
+    if isinstance(eos, (list, tuple)):
+        return [int(e) for e in eos]
+    return []
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """EOS plus every end-of-turn token the vocabulary knows (ChatML's <|im_end|> and kin) and the
+    one the chat template writes after an assistant turn."""
+    from japanese_ft.model.load import end_of_turn_token
+
+    ids = eos_ids(tokenizer)
     vocab = tokenizer.get_vocab()
-    for tok in END_OF_TURN_TOKENS:
-        tid = vocab.get(tok)
+    for tok in (*END_OF_TURN_TOKENS, end_of_turn_token(tokenizer)):
+        tid = vocab.get(tok) if tok else None
         if tid is not None and tid not in ids:
             ids.append(int(tid))
     return ids
@@ -132,6 +140,20 @@ def apply_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = Tr
     from japanese_ft.text.chat import render_chatml
 
     return render_chatml(messages, add_generation_prompt=add_generation_prompt)
+
+
+def chat_prompt(tokenizer, text: str) -> str:
+    """`text` as one user turn through the chat template, ready for the assistant's reply (no
+    system message unless the template writes one itself)."""
+    return apply_chat(tokenizer, [{"role": "user", "content": text}])
+
+
+def encode_for(tokenizer, prompts: Sequence[str], chat: bool) -> tuple[list[str], bool]:
+    """(the texts sent, add_special_tokens): raw prompts get the tokenizer's default special tokens;
+    chat-rendered prompts carry their own (the template writes any BOS)."""
+    if chat:
+        return [chat_prompt(tokenizer, p) for p in prompts], False
+    return list(prompts), True
 
 
 def generate_text(

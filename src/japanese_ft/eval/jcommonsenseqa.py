@@ -7,6 +7,13 @@
 - `accuracy_generation`: llm-jp-eval style. The Alpaca prompt lists the choices as
   `0.…,1.…`; greedy decoding of one new token (llm-jp-eval's output_length); exact match of
   the NFKC-normalized answer with the label number.
+
+`chat=True` applies to the generated answer only: the Alpaca prompt is sent as one user turn
+through the chat template (stopping at its end-of-turn token). The ranking stays a plain
+completion (`ranking_format: raw`) in both formats: it measures what the model knows as a
+language model, which a chat wrapper would only blur, and it is not an llm-jp-eval metric.
+`protocol="llm-jp-eval"` takes the shots as llm-jp-eval v1.3.0 does (eval/protocol.py) for both
+scores and stops generation at EOS only.
 """
 
 from __future__ import annotations
@@ -108,23 +115,36 @@ def evaluate_jcommonsenseqa(
     seed: int = 0,
     generation: bool = True,
     progress: Callable[[int], None] | None = None,
+    chat: bool = False,
+    protocol: str = "jft",
 ) -> tuple[dict, list[dict]]:
     """(summary, per-example records). Shots come from `pool_items` (default: `items`), never
-    the question itself."""
-    from japanese_ft.eval.generation import generate
+    the question itself; under `protocol="llm-jp-eval"` the first `shots` of its seeded shuffle of
+    `pool_items` (the train file), the same for every question."""
+    from japanese_ft.eval.generation import encode_for, eos_ids, generate, stop_token_ids
 
     if not items:
         raise UserError("no questions to evaluate")
     pool = pool_items if pool_items is not None else items
+    if protocol == "llm-jp-eval":
+        from japanese_ft.eval.protocol import llm_jp_eval_shots
 
-    def shots_for(it: MCItem) -> list[MCItem]:
-        return pick_shots(pool, shots, seed, lambda s: s.id == it.id or s.question == it.question)
+        fixed = llm_jp_eval_shots(pool, shots, seed)
+
+        def shots_for(it: MCItem) -> list[MCItem]:
+            return fixed
+    else:
+        def shots_for(it: MCItem) -> list[MCItem]:
+            return pick_shots(pool, shots, seed, lambda s: s.id == it.id or s.question == it.question)
 
     t0 = time.perf_counter()
     scores = ranking_scores(model, tokenizer, items, shots_for, batch_size,
                             progress=(lambda n: progress(n / N_CHOICES)) if progress else None)
-    prompts = [build_prompt(JCQA_INSTRUCTION, it.input, [Shot(s.input, str(s.label)) for s in shots_for(it)]) for it in items]
-    outs = generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size) if generation else None
+    raw = [build_prompt(JCQA_INSTRUCTION, it.input, [Shot(s.input, str(s.label)) for s in shots_for(it)]) for it in items]
+    prompts, add_special = encode_for(tokenizer, raw, chat)
+    stops = eos_ids(tokenizer) if protocol == "llm-jp-eval" else stop_token_ids(tokenizer)
+    outs = (generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, stop_ids=stops,
+                     add_special_tokens=add_special) if generation else None)
     seconds = time.perf_counter() - t0
     records = []
     for k, it in enumerate(items):
@@ -149,6 +169,10 @@ def evaluate_jcommonsenseqa(
         "accuracy_generation": mean(r["score"] for r in records) if generation else None,
         "n": len(records),
         "shots": shots,
+        "format": "chat" if chat else "raw",
+        "ranking_format": "raw",
+        "protocol": protocol,
+        "stop_token_ids": stops,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "seconds": round(seconds, 3),

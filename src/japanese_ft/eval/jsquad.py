@@ -21,12 +21,11 @@ from japanese_ft.errors import UserError
 from japanese_ft.eval.common import check_data_file, pick_shots
 from japanese_ft.eval.metrics import char_f1, exact_match, mean
 from japanese_ft.eval.prompts import (
-    JSQUAD_INSTRUCTION,
     JSQUAD_MAX_NEW_TOKENS,
     Shot,
-    build_prompt,
     cut_answer,
     jsquad_input,
+    jsquad_prompt,
 )
 
 SEP = " [SEP] "
@@ -123,13 +122,27 @@ def build_prompts(items: list[QAItem], shots: int = 0, shot_pool: list[Shot] | N
             use = [s for s in fixed if s.input != it.input]
             if len(use) < shots:  # the separate file happens to contain this very question
                 use = pick_shots(shot_pool, shots, seed, lambda s, it=it: s.input == it.input)
-            prompts.append(build_prompt(JSQUAD_INSTRUCTION, it.input, use))
+            prompts.append(jsquad_prompt(it.context, it.question, use))
         return prompts
     pool = pool_items if pool_items is not None else items
     for it in items:
         chosen = pick_shots(pool, shots, seed, lambda s, it=it: s.id == it.id or s.context == it.context)
-        prompts.append(build_prompt(JSQUAD_INSTRUCTION, it.input, [Shot(s.input, s.answers[0]) for s in chosen]))
+        prompts.append(jsquad_prompt(it.context, it.question, [Shot(s.input, s.answers[0]) for s in chosen]))
     return prompts
+
+
+def protocol_prompts(items: list[QAItem], protocol: str = "jft", shots: int = 0, shot_pool: list[Shot] | None = None,
+                     pool_items: list[QAItem] | None = None, seed: int = 0) -> list[str]:
+    """Raw prompts under a protocol: `jft` as `build_prompts`; `llm-jp-eval` with the first `shots`
+    of its seeded shuffle of `shot_pool` (the train file) for every question."""
+    if protocol != "llm-jp-eval":
+        return build_prompts(items, shots, shot_pool, pool_items, seed)
+    from japanese_ft.eval.protocol import llm_jp_eval_shots
+
+    if shots and not shot_pool:
+        raise UserError("the llm-jp-eval protocol takes its shots from the train split (--shots-file)")
+    fixed = llm_jp_eval_shots(shot_pool or [], shots, seed)
+    return [jsquad_prompt(it.context, it.question, fixed) for it in items]
 
 
 def evaluate_jsquad(
@@ -143,15 +156,19 @@ def evaluate_jsquad(
     max_new_tokens: int = JSQUAD_MAX_NEW_TOKENS,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    chat: bool = False,
+    protocol: str = "jft",
 ) -> tuple[dict, list[dict]]:
     """(summary, per-example records). `items` are the questions to score (already limited)."""
-    from japanese_ft.eval.generation import generate
+    from japanese_ft.eval.generation import encode_for, eos_ids, generate, stop_token_ids
 
     if not items:
         raise UserError("no questions to evaluate")
-    prompts = build_prompts(items, shots, shot_pool, pool_items, seed)
+    prompts, add_special = encode_for(tokenizer, protocol_prompts(items, protocol, shots, shot_pool, pool_items, seed), chat)
+    stops = eos_ids(tokenizer) if protocol == "llm-jp-eval" else stop_token_ids(tokenizer)
     t0 = time.perf_counter()
-    outs = generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, progress=progress)
+    outs = generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, progress=progress,
+                    stop_ids=stops, add_special_tokens=add_special)
     seconds = time.perf_counter() - t0
     records = []
     for it, prompt, out in zip(items, prompts, outs):
@@ -176,6 +193,9 @@ def evaluate_jsquad(
         "char_f1_best_gold": mean(r["char_f1_best"] for r in records),
         "n": len(records),
         "shots": shots,
+        "format": "chat" if chat else "raw",
+        "protocol": protocol,
+        "stop_token_ids": stops,
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "seconds": round(seconds, 3),

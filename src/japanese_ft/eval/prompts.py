@@ -62,6 +62,12 @@ def jsquad_input(context: str, question: str) -> str:
     return f"文章：{context}\n質問：{question}"
 
 
+def jsquad_prompt(context: str, question: str, shots: list[Shot] | tuple[Shot, ...] = ()) -> str:
+    """The whole raw-format JSQuAD prompt `jft eval jsquad` sends for one question (also the SFT
+    input of `convert-squad --style llm-jp-eval`)."""
+    return build_prompt(JSQUAD_INSTRUCTION, jsquad_input(context, question), shots)
+
+
 def jcqa_input(question: str, choices: list[str]) -> str:
     """llm-jp-eval's JCommonsenseQA sample input: numbered choices joined by commas."""
     listed = ",".join(f"{i}.{c}" for i, c in enumerate(choices))

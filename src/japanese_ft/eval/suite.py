@@ -8,6 +8,10 @@ A suite is a YAML file (`jft eval suite --config FILE`) or, in a recipe, an inli
         data: ../../shared/data/jglue/jsquad-valid-v1.3.json
         shots: 2
         limit: 1000
+      - name: jsquad_chat    # the same prompt as a user turn of the chat template
+        task: jsquad
+        data: ../../shared/data/jglue/jsquad-valid-v1.3.json
+        chat: true
       - task: jcommonsenseqa
         data: ../../shared/data/jglue/jcommonsenseqa-valid-v1.3.json
       - name: ppl_wiki       # optional; defaults to the task (made unique)
@@ -38,39 +42,58 @@ from japanese_ft.errors import UserError
 DEFAULT_KEYS = ("batch_size", "limit", "seed")  # suite-level defaults, applied to entries that have them
 
 
+def _resolve_protocol(entry, where: str, **extra) -> None:
+    """Fill the protocol's defaults into shots / seed / max_new_tokens (eval/protocol.py): None means
+    "the protocol's value" (jft: 0 shots, seed 0; llm-jp-eval: 4 shots from shots_file, seed 42)."""
+    from japanese_ft.eval.protocol import resolve
+
+    try:
+        p = resolve(entry.task, entry.protocol, entry.shots, entry.shots_file, entry.seed, entry.max_new_tokens,
+                    entry.chat, data=entry.data, **extra)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    entry.shots, entry.seed, entry.max_new_tokens = p["shots"], p["seed"], p["max_new_tokens"]
+
+
 @dataclass
 class JsquadEntry:
     """JSQuAD reading comprehension: llm-jp-eval prompt, greedy decoding, char-F1 / exact match."""
 
     data: str
     name: str = ""
-    shots: int = 0
+    shots: int | None = None  # None: the protocol's (jft 0, llm-jp-eval 4)
     shots_file: str | None = None
     limit: int | None = None
     batch_size: int = 8
-    max_new_tokens: int = 25
-    seed: int = 0
+    max_new_tokens: int | None = None  # None: 25, as llm-jp-eval
+    seed: int | None = None  # None: the protocol's (jft 0, llm-jp-eval 42)
     strip_title: bool = False
+    chat: bool = False  # the prompt as one user turn of the model's chat template
+    protocol: str = "jft"  # jft | llm-jp-eval (eval/protocol.py)
     task: ClassVar[str] = "jsquad"
     paths: ClassVar[tuple] = ("data", "shots_file")
 
     def check(self, where: str) -> None:
-        _positive(where, limit=self.limit, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
-        if self.shots < 0:
-            raise UserError(f"{where}: shots must be >= 0, got {self.shots}")
+        _positive(where, limit=self.limit, batch_size=self.batch_size)
+        _resolve_protocol(self, where, strip_title=self.strip_title)
 
     def run(self, model, tokenizer, progress_factory=None) -> tuple[dict, list]:
         from japanese_ft.eval.jsquad import evaluate_jsquad, read_shots, read_squad
+        from japanese_ft.eval.prompts import Shot
 
         items, skipped = read_squad(self.data, strip_title=self.strip_title)
-        pool = read_shots(self.shots_file, self.strip_title) if self.shots_file else None
+        if self.protocol == "llm-jp-eval":  # its train split, as SQuAD JSON, every answerable question in file order
+            pool = [Shot(it.input, it.answers[0]) for it in read_squad(self.shots_file)[0]] if self.shots_file else None
+        else:
+            pool = read_shots(self.shots_file, self.strip_title) if self.shots_file else None
         todo = items[: self.limit] if self.limit else items
         with _progress(progress_factory, self.name, len(todo)) as update:
             summary, records = evaluate_jsquad(model, tokenizer, todo, shots=self.shots, shot_pool=pool, pool_items=items,
                                                batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                                               seed=self.seed, progress=update)
+                                               seed=self.seed, progress=update, chat=self.chat, protocol=self.protocol)
         summary["skipped_unanswerable"] = skipped
         summary["data"] = str(self.data)
+        summary["shots_file"] = str(self.shots_file) if self.shots_file else None
         return summary, records
 
 
@@ -80,30 +103,35 @@ class JcommonsenseqaEntry:
 
     data: str
     name: str = ""
-    shots: int = 0
+    shots: int | None = None  # None: the protocol's (jft 0, llm-jp-eval 4)
+    shots_file: str | None = None  # shots from this file instead of the other questions
     limit: int | None = None
     batch_size: int = 8
-    max_new_tokens: int = 1
-    seed: int = 0
+    max_new_tokens: int | None = None  # None: 1, as llm-jp-eval
+    seed: int | None = None  # None: the protocol's (jft 0, llm-jp-eval 42)
     generation: bool = True
+    chat: bool = False  # the generation prompt as one user turn (the ranking stays a plain completion)
+    protocol: str = "jft"  # jft | llm-jp-eval (eval/protocol.py)
     task: ClassVar[str] = "jcommonsenseqa"
-    paths: ClassVar[tuple] = ("data",)
+    paths: ClassVar[tuple] = ("data", "shots_file")
 
     def check(self, where: str) -> None:
-        _positive(where, limit=self.limit, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
-        if self.shots < 0:
-            raise UserError(f"{where}: shots must be >= 0, got {self.shots}")
+        _positive(where, limit=self.limit, batch_size=self.batch_size)
+        _resolve_protocol(self, where, generation=self.generation)
 
     def run(self, model, tokenizer, progress_factory=None) -> tuple[dict, list]:
         from japanese_ft.eval.jcommonsenseqa import evaluate_jcommonsenseqa, read_jcommonsenseqa
 
         items = read_jcommonsenseqa(self.data)
+        pool = read_jcommonsenseqa(self.shots_file) if self.shots_file else items
         todo = items[: self.limit] if self.limit else items
         with _progress(progress_factory, self.name, len(todo)) as update:
-            summary, records = evaluate_jcommonsenseqa(model, tokenizer, todo, shots=self.shots, pool_items=items,
+            summary, records = evaluate_jcommonsenseqa(model, tokenizer, todo, shots=self.shots, pool_items=pool,
                                                        batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                                                       seed=self.seed, generation=self.generation, progress=update)
+                                                       seed=self.seed, generation=self.generation, progress=update,
+                                                       chat=self.chat, protocol=self.protocol)
         summary["data"] = str(self.data)
+        summary["shots_file"] = str(self.shots_file) if self.shots_file else None
         return summary, records
 
 
@@ -232,12 +260,12 @@ def build_entry(raw, where: str, defaults: dict | None = None, base_dir: Path | 
     if task == "generate" and isinstance(data.get("prompts"), list):
         data["prompts"] = [{"text": p} if isinstance(p, str) else p for p in data["prompts"]]
     entry = from_dict(cls, data, where)
-    entry.check(where)
     if base_dir is not None:
         for key in cls.paths:
             value = getattr(entry, key)
             if value is not None and not Path(value).is_absolute():
                 setattr(entry, key, str(Path(base_dir) / value))
+    entry.check(where)
     return entry
 
 
@@ -323,14 +351,15 @@ def run_suite(model, tokenizer, entries: list, output: str | Path, *, model_dir,
 
 
 def headline_rows(result: dict) -> list[tuple[str, object]]:
-    """(name.metric, value) of the headline metrics of a suite result, for summaries."""
-    from japanese_ft.eval.compare import HEADLINE
+    """(name.metric, value) of the headline metrics of a suite result, for summaries (marked
+    ` [chat]` / ` [llm-jp-eval]` as `jft compare` marks them)."""
+    from japanese_ft.eval.compare import HEADLINE, metric_key
 
     rows = []
     for name, s in result["results"].items():
         for metric, _ in HEADLINE.get(s["task"], []):
             if s.get(metric) is not None:
-                rows.append((f"{name}.{metric}", s[metric]))
+                rows.append((metric_key(name, metric, s), s[metric]))
         rows.append((f"{name}.n", s.get("n", s.get("tokens"))))
     return rows
 

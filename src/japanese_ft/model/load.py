@@ -55,6 +55,27 @@ def pad_id(tokenizer) -> int:
     return 0 if tid is None else tid
 
 
+def end_of_turn_token(tokenizer) -> str | None:
+    """The special token the chat template writes right after an assistant message (`<|im_end|>`,
+    `<|eot_id|>`, `<end_of_turn>`, ...), or None without a template."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    marker = "\ue000jft\ue001"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}], tokenize=False)
+    except Exception:  # templates may reject this conversation (jinja errors of any kind)
+        return None
+    if marker not in text:
+        return None
+    after = text.split(marker, 1)[1]
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    for tid in tokenizer(after, add_special_tokens=False)["input_ids"][:3]:
+        if tid in special:
+            return tokenizer.convert_ids_to_tokens(int(tid))
+    return None
+
+
 def stop_token_ids(tokenizer) -> list[int]:
     """End-of-turn first (`<|im_end|>`), then the tokenizer's EOS: generation stops at either."""
     ids = []
@@ -84,6 +105,13 @@ def resolve_dtype(name: str):
     if name not in table:
         raise UserError(f"dtype {name!r}: choose bfloat16, float16 or float32")
     return table[name]
+
+
+def stored_dtype(model_dir: str | Path, default: str = "float32") -> str:
+    """The dtype a local checkpoint's config.json records (`dtype`, or `torch_dtype` before transformers 5)."""
+    cfg_path = Path(model_dir) / "config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
+    return str(cfg.get("dtype") or cfg.get("torch_dtype") or default).replace("torch.", "")
 
 
 def load_model(name_or_path: str, dtype="float32", attn_implementation: str | None = "sdpa", trust_remote_code: bool = False):

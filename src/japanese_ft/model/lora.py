@@ -56,11 +56,9 @@ def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "aut
 
     The merge runs in fp32 and the result is saved in `dtype` ("auto": the base checkpoint's dtype).
     """
-    import json
-
     import torch
 
-    from japanese_ft.model.load import load_model, load_tokenizer, resolve_dtype, save_hf_checkpoint
+    from japanese_ft.model.load import load_model, load_tokenizer, resolve_dtype, save_hf_checkpoint, stored_dtype
 
     base_p, adapter_p, output = Path(base), Path(adapter), Path(output)
     if not (adapter_p / "adapter_config.json").exists():
@@ -70,12 +68,7 @@ def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "aut
     if output.exists() and any(output.iterdir()):
         raise UserError(f"--output {output}: directory exists and is not empty")
     if dtype == "auto":
-        cfg_path = base_p / "config.json"
-        stored = None
-        if cfg_path.exists():
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-            stored = cfg.get("dtype") or cfg.get("torch_dtype")
-        dtype = stored or "float32"
+        dtype = stored_dtype(base_p)
     out_dtype = resolve_dtype(dtype)
     model = load_model(base, torch.float32, attn_implementation=None, trust_remote_code=trust_remote_code)
     peft_model = load_adapter(model, adapter_p, trainable=False)

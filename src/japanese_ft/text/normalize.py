@@ -6,6 +6,7 @@ import re
 import unicodedata
 
 NORMALIZATIONS = ("nfc", "nfkc", "none")
+CLEANUPS = ("whitespace", "none")  # `clean()` below, or the text exactly as read
 
 # NFKC folds FULLWIDTH TILDE (～, U+FF5E) to ASCII "~"; in Japanese it is a wave dash
 # ("5月～7月"), so we keep it. WAVE DASH (〜, U+301C) is already NFKC-stable.

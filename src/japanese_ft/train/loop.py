@@ -243,6 +243,12 @@ def _grad_norm(params, max_norm: float) -> float:
     return float(norm)
 
 
+def _embedding_param_ids(model) -> set[int]:
+    """ids of the input and output embedding weights (one tensor when they are tied)."""
+    out = model.get_output_embeddings()
+    return {id(model.get_input_embeddings().weight)} | ({id(out.weight)} if out is not None else set())
+
+
 # ---- the loop -------------------------------------------------------------------------------
 
 
@@ -296,6 +302,7 @@ def train(cfg: RunConfig, console=None) -> TrainResult:
         result = TrainResult(status="completed", step=step, output_dir=str(out), trainable_params=trainable,
                              total_params=total, world_size=world.size, device=str(world.device), data=data_stats)
         params = [p for p in model.parameters() if p.requires_grad]
+        embeddings = _embedding_param_ids(model) if t.embedding_warmup_steps else set()
         last_saved = step if resume_dir is not None else -1
 
         def trainer_state():
@@ -336,6 +343,10 @@ def train(cfg: RunConfig, console=None) -> TrainResult:
                     average_gradients(params, world)
                 all_reduce_sum(loss_total, world)
                 loss = float(loss_total) / max(n_targets, 1)
+                if step < t.embedding_warmup_steps:  # embedding warm-up: AdamW skips parameters without a gradient
+                    for p in params:
+                        if id(p) not in embeddings:
+                            p.grad = None
                 grad_norm = _grad_norm(params, t.grad_clip)
                 if not math.isfinite(loss) or not math.isfinite(grad_norm):
                     optimizer.zero_grad(set_to_none=True)

@@ -70,6 +70,8 @@ class PrepareSettings:
     tokenizer: str
     text_key: str = "text"
     normalize: str = "nfc"
+    clean: str = "whitespace"  # whitespace | none (text as read: Megatron's preprocess_data.py)
+    add_special_tokens: bool = False  # the tokenizer's own BOS/EOS around each document (Megatron's default)
     filter: bool = False
     filter_options: dict = field(default_factory=dict)
     dedup: str = "exact"
@@ -97,6 +99,9 @@ class PrepareCorpus(Kind):
 
         s = stage.settings
         choice(stage, "normalize", s.normalize, NORMALIZATIONS)
+        choice(stage, "clean", s.clean, ("whitespace", "none"))
+        if not isinstance(s.filter_options, dict):
+            raise stage.error(f"filter_options: expected a mapping of quality thresholds, got {s.filter_options!r}")
         choice(stage, "dedup", s.dedup, DEDUP_MODES)
         if s.workers < 1:
             raise stage.error(f"workers must be >= 1, got {s.workers}")
@@ -121,6 +126,8 @@ class PrepareCorpus(Kind):
             args += ["--filter-option", o]
         args += ["--text-key", s.text_key] if s.text_key != "text" else []
         args += ["--normalize", s.normalize] if s.normalize != "nfc" else []
+        args += ["--clean", s.clean] if s.clean != "whitespace" else []
+        args += ["--add-special-tokens"] if s.add_special_tokens else []
         args += ["--dedup", s.dedup] if s.dedup != "exact" else []
         args += ["--no-eod"] if not s.eod else []
         args += ["--workers", s.workers] if s.workers != 1 else []
@@ -133,7 +140,8 @@ class PrepareCorpus(Kind):
 
         s = stage.settings
         stats = run_prepare_corpus([Path(p) for p in s.inputs], s.tokenizer, Path(stage.outputs["prefix"]), s.text_key,
-                                   s.normalize, s.filter, self._options(s), s.dedup, s.eod, s.workers, s.strict, s.shard)
+                                   s.normalize, s.filter, self._options(s), s.dedup, s.eod, s.workers, s.strict, s.shard,
+                                   clean=s.clean, add_special_tokens=s.add_special_tokens)
         wanted = ("documents_in", "documents_written", "dropped", "malformed_lines", "tokens", "characters",
                 "chars_per_token", "seconds")
         out = {k: v for k, v in summary_of(stats).items() if k in wanted}
@@ -153,6 +161,7 @@ class BuildQASettings:
     text_key: str = "text"
     strict: bool = False
     exclude_squad: list[str] = field(default_factory=list)
+    report: bool = False  # also write WORKDIR/<stage>/report.json (pairs and drop reasons per kind, examples)
 
 
 _QA_DEFAULTS = BuildQASettings(inputs=[])
@@ -160,14 +169,16 @@ _QA_DEFAULTS = BuildQASettings(inputs=[])
 
 @register
 class BuildQA(Kind):
-    """`jft build-qa`. Outputs: dir, train (training.jsonl), validation (validation.jsonl)."""
+    """`jft build-qa`. Outputs: dir, train (training.jsonl), validation (validation.jsonl), and report
+    (report.json) when `report` is on."""
 
     name = "build-qa"
     title = "build Q&A pairs"
     Settings = BuildQASettings
 
     def outputs(self, d: Path, s) -> dict:
-        return {"dir": str(d), "train": str(d / "training.jsonl"), "validation": str(d / "validation.jsonl")}
+        out = {"dir": str(d), "train": str(d / "training.jsonl"), "validation": str(d / "validation.jsonl")}
+        return {**out, "report": str(d / "report.json")} if s.report else out
 
     def prepare(self, stage: Stage) -> None:
         from japanese_ft.data.qa import QAOptions
@@ -195,6 +206,7 @@ class BuildQA(Kind):
         args += ["--strict"] if s.strict else []
         for f in s.exclude_squad:
             args += ["--exclude-squad", f]
+        args += ["--report", stage.outputs["report"]] if s.report else []
         return shell(args)
 
     def run(self, stage: Stage, ctx) -> dict:
@@ -203,7 +215,7 @@ class BuildQA(Kind):
         s = stage.settings
         stats = run_build_qa([Path(p) for p in s.inputs], stage.dir, s.seed, s.validation_ratio, s.chunk_chars,
                              s.max_input_chars, s.min_output_chars, s.max_output_chars, s.text_key, s.strict,
-                             [Path(p) for p in s.exclude_squad])
+                             [Path(p) for p in s.exclude_squad], Path(stage.outputs["report"]) if s.report else None)
         wanted = ("articles_in", "articles_used", "pairs", "training_pairs", "validation_pairs", "dropped", "malformed_lines")
         return {k: v for k, v in summary_of(stats).items() if k in wanted}
 
@@ -242,25 +254,13 @@ class ConvertSquad(Kind):
         return shell(args)
 
     def run(self, stage: Stage, ctx) -> dict:
-        import inspect
-
-        from japanese_ft.data import squad
+        from japanese_ft.commands.qa import run_convert_squad, run_squad_articles
 
         s = stage.settings
-        out = stage.outputs["output"]
-        # `articles` and `style` arrive with the real-model work (convert-squad --articles/--style); until that
-        # is merged, asking for them is a clear error instead of a silent plain conversion.
-        if s.articles:
-            fn = getattr(squad, "squad_articles", None)
-            if fn is None:
-                raise stage.error("articles: this jft has no convert-squad --articles (japanese_ft.data.squad.squad_articles)")
-            return summary_of(fn(s.file, out, strip_title=not s.keep_title))
-        kwargs = {}
-        if s.style != "plain":
-            if "style" not in inspect.signature(squad.convert_squad).parameters:
-                raise stage.error(f"style: this jft's convert-squad has no --style {s.style}")
-            kwargs["style"] = s.style
-        return summary_of(squad.convert_squad(s.file, out, strip_title=not s.keep_title, **kwargs))
+        out = Path(stage.outputs["output"])
+        if s.articles:  # as the command: --articles writes corpus documents, --style does not apply
+            return summary_of(run_squad_articles(Path(s.file), out, strip_title=not s.keep_title))
+        return summary_of(run_convert_squad(Path(s.file), out, strip_title=not s.keep_title, style=s.style))
 
 
 @dataclass

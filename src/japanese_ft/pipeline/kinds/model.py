@@ -42,7 +42,9 @@ class ImportModel(Kind):
     Settings = ImportSettings
 
     def prepare(self, stage: Stage) -> None:
-        choice(stage, "dtype", stage.settings.dtype, ("auto", "bfloat16", "float32"))
+        from japanese_ft.model.importing import DTYPES as IMPORT_DTYPES
+
+        choice(stage, "dtype", stage.settings.dtype, IMPORT_DTYPES)
 
     def external_paths(self, stage: Stage) -> list[str]:
         return [stage.symbolic.get("source")]
@@ -55,12 +57,10 @@ class ImportModel(Kind):
         return shell(args)
 
     def run(self, stage: Stage, ctx) -> dict:
-        try:
-            from japanese_ft.model.importing import import_model
-        except ImportError:
-            raise stage.error("this jft has no import-model (japanese_ft.model.importing); update jft") from None
+        from japanese_ft.commands.train import run_import_model
+
         s = stage.settings
-        return summary_of(import_model(s.source, stage.dir, dtype=s.dtype, trust_remote_code=s.trust_remote_code))
+        return summary_of(run_import_model(s.source, stage.dir, s.dtype, s.trust_remote_code))
 
 
 @dataclass
