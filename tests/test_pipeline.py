@@ -321,3 +321,28 @@ def test_training_stages_use_torchrun_for_several_processes(tmp_path):
     assert c.processes == 1  # CPU training: one process, unless the stage itself asks for more
     assert d.processes == 2 and d.command.startswith("torchrun")
     assert build_plan(load_recipe(str(path)), tmp_path / "w", cli_gpus=4).stages[0].processes == 4
+
+
+def test_import_model_and_squad_article_stages(reference, tmp_path, capsys):
+    """The real-model stages: import-model from a local HF directory, convert-squad --articles as a corpus
+    for prepare-corpus with the imported tokenizer, and convert-squad --style llm-jp-eval."""
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "stages:\n"
+        f"  - {{name: model, kind: import-model, source: {reference / 'init'}}}\n"
+        "  - {name: articles, kind: convert-squad, file: '${sample}/questions_train.json', articles: true}\n"
+        "  - {name: corpus, kind: prepare-corpus, inputs: ['${articles.output}'], tokenizer: '${model.dir}'}\n"
+        "  - {name: sft-data, kind: convert-squad, file: '${sample}/questions_train.json', style: llm-jp-eval}\n",
+        encoding="utf-8")
+    workdir = tmp_path / "work"
+    assert main(["run", str(path), "--workdir", str(workdir), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "jft import-model" in plan and "--articles" in plan and "--style llm-jp-eval" in plan
+    assert main(["run", str(path), "--workdir", str(workdir)]) == 0
+    st = read_manifest(workdir)["stages"]
+    assert all(s["status"] == "done" for s in st.values())
+    assert (workdir / "model" / "model.safetensors").exists() and st["corpus"]["summary"]["tokens"] > 0
+    first = json.loads((workdir / "articles" / "articles.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert set(first) >= {"text", "meta"}
+    record = json.loads((workdir / "sft-data" / "sft-data.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert "### 応答" in record["input"]
