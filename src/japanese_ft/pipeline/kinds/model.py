@@ -307,3 +307,60 @@ class Export(Kind):
 
         s = stage.settings
         return summary_of(run_export(s.base, Path(s.adapter), stage.dir, s.dtype))
+
+
+@dataclass
+class ExtendVocabSettings:
+    model: str
+    corpus: list[str]
+    add: int
+    seed: int = 0
+    min_frequency: int = 2
+    init: str = "mean"
+    heldout: list[str] = field(default_factory=list)
+    max_chars: int = 50_000_000
+    text_key: str = "text"
+
+
+@register
+class ExtendVocab(Kind):
+    """`jft extend-vocab`: Japanese tokens appended to the model's BPE, embeddings resized. Output: dir."""
+
+    name = "extend-vocab"
+    title = "extend the vocabulary"
+    Settings = ExtendVocabSettings
+
+    def prepare(self, stage: Stage) -> None:
+        s = stage.settings
+        if s.add < 1:
+            raise stage.error(f"add must be >= 1, got {s.add}")
+        if not s.corpus:
+            raise stage.error("corpus must list at least one JSONL file or directory")
+        choice(stage, "init", s.init, ("mean",))
+
+    def external_paths(self, stage: Stage) -> list[str]:
+        return [stage.symbolic.get("model"), *(stage.symbolic.get("corpus") or []), *(stage.symbolic.get("heldout") or [])]
+
+    def command(self, stage: Stage) -> str:
+        s = stage.settings
+        args = ["jft", "extend-vocab", "--model", s.model]
+        for c in s.corpus:
+            args += ["--corpus", c]
+        args += ["--add", s.add, "--output", stage.dir, "--seed", s.seed]
+        args += ["--min-frequency", s.min_frequency] if s.min_frequency != 2 else []
+        for h in s.heldout:
+            args += ["--heldout", h]
+        args += ["--max-chars", s.max_chars] if s.max_chars != 50_000_000 else []
+        args += ["--text-key", s.text_key] if s.text_key != "text" else []
+        return shell(args)
+
+    def run(self, stage: Stage, ctx) -> dict:
+        from japanese_ft.commands.vocab import run_extend_vocab
+
+        s = stage.settings
+        info = run_extend_vocab(Path(s.model), [Path(c) for c in s.corpus], s.add, stage.dir, s.seed, s.min_frequency,
+                                s.init, [Path(h) for h in s.heldout] or None, s.max_chars, None, s.text_key)
+        cpt = info["chars_per_token"]
+        return {"added_tokens": info["added_tokens"], "tokenizer_size": info["tokenizer_size"],
+                "japanese_chars_per_token": [cpt["japanese"]["before"], cpt["japanese"]["after"]],
+                "english_chars_per_token": [cpt["english"]["before"], cpt["english"]["after"]]}
