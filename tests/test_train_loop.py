@@ -153,10 +153,10 @@ def test_outputs_and_keep_last(assets, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(assets, tmp_path, monkeypatch):
-    from japanese_ft.train import loop
+    from japanese_ft.train import step
     from japanese_ft.train.loop import TrainingDiverged
 
-    real = loop.causal_lm_loss
+    real = step.causal_lm_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -166,7 +166,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(assets, tmp_path, monkeyp
             loss = loss * float("nan")
         return loss, n
 
-    monkeypatch.setattr(loop, "causal_lm_loss", poisoned)
+    monkeypatch.setattr(step, "causal_lm_loss", poisoned)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=r"nan at step 3.*step_000002"):
         _train(run_config(assets, "cpt", out, "train.eval_every=0", "train.save_every=2"))
@@ -196,11 +196,11 @@ def test_signal_saves_checkpoint_and_resume_matches(assets, tmp_path, monkeypatc
     import os
     import signal
 
-    from japanese_ft.train import loop
+    from japanese_ft.train import step
 
     args = ("train.max_steps=5", "train.save_every=0", "train.eval_every=0")
     full = _train(run_config(assets, "cpt", tmp_path / "full", *args))
-    real = loop.causal_lm_loss
+    real = step.causal_lm_loss
     calls = {"n": 0}
 
     def signalling(*a, **k):
@@ -209,13 +209,13 @@ def test_signal_saves_checkpoint_and_resume_matches(assets, tmp_path, monkeypatc
             os.kill(os.getpid(), getattr(signal, sig))
         return real(*a, **k)
 
-    monkeypatch.setattr(loop, "causal_lm_loss", signalling)
+    monkeypatch.setattr(step, "causal_lm_loss", signalling)
     out = tmp_path / "run"
     stopped = _train(run_config(assets, "cpt", out, *args))
     assert stopped.status == "stopped" and stopped.step == 3
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000003"]
     assert not (out / "final").exists()
-    monkeypatch.setattr(loop, "causal_lm_loss", real)
+    monkeypatch.setattr(step, "causal_lm_loss", real)
     resumed = _train(run_config(assets, "cpt", out, *args))
     assert resumed.status == "completed"
     assert [l for _, l in stopped.losses + resumed.losses] == [l for _, l in full.losses]

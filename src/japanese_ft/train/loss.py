@@ -1,7 +1,7 @@
 """Causal-LM loss that never builds the full ``[tokens, vocab]`` fp32 logits.
 
 ``causal_lm_loss(model, input_ids, labels, ...)`` returns ``(loss_sum, n_tokens)``: the fp32 sum
-of next-token cross-entropies over label positions != -100 (after the usual causal shift; labels
+of next-token cross-entropies over label positions != IGNORE_INDEX (after the usual causal shift; labels
 follow the Hugging Face convention and have the same length as ``input_ids``), and the number of
 such tokens as a tensor. Dividing by a count gathered over all gradient-accumulation micro-batches
 (and ranks) gives a correctly normalized loss.
@@ -16,11 +16,14 @@ On CUDA the per-chunk elementwise part (fp32 log-softmax, gradient, cast back) i
 ``torch.compile``-fused kernel, which reads the bf16 logits twice instead of materializing fp32
 copies of them.
 
-Model structures understood: plain HF causal LMs (``model.get_decoder()`` / ``.model`` plus
-``get_output_embeddings()``), PEFT wrappers (``get_base_model()``), ``torch.compile`` wrappers
-(``_orig_mod``; compile the decoder *layers* in place if you want compiled speed with this loss),
-and FSDP2-wrapped models (the root forward runs with the head swapped for an identity, so FSDP's
-hooks all fire). Anything else falls back to ``model(...).logits`` with an ordinary fp32 CE.
+Evaluation uses the same rule without gradients: ``causal_lm_row_nll`` returns per-row sums of
+-log p over the label positions (perplexity windows, multiple-choice continuations), chunk by
+chunk, so evaluation never holds [batch, tokens, vocab] fp32 logits either.
+
+Model structures understood (`train/structure.py`): plain HF causal LMs, PEFT, ``torch.compile``
+(compile the decoder *layers* in place if you want compiled speed with this loss), DDP and FSDP2
+(their root forward runs with the head swapped for an identity, so their hooks all fire).
+Anything else falls back to ``model(...).logits`` with an ordinary fp32 CE.
 """
 
 from __future__ import annotations
@@ -32,57 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_INDEX = -100
+from japanese_ft.data.sft import IGNORE_INDEX
+from japanese_ft.train.structure import is_ddp, is_fsdp, lm_parts
 
-
-# ---- structure discovery ------------------------------------------------------------------
-
-
-def _unwrap_compiled(model: nn.Module) -> nn.Module:
-    while hasattr(model, "_orig_mod") and isinstance(getattr(model, "_orig_mod"), nn.Module):
-        model = model._orig_mod
-    return model
-
-
-def _is_fsdp(module: nn.Module) -> bool:
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except Exception:  # pragma: no cover - very old torch
-        return False
-    return isinstance(module, FSDPModule)
-
-
-def unwrap_causal_lm(model: nn.Module) -> nn.Module:
-    """The HF ``*ForCausalLM`` inside compile/PEFT wrappers (LoRA layers stay injected)."""
-    model = _unwrap_compiled(model)
-    if hasattr(model, "get_base_model") and callable(model.get_base_model):
-        model = _unwrap_compiled(model.get_base_model())
-    return model
-
-
-def _parts(model: nn.Module):
-    """(causal_lm, decoder, head_module, head_attr_name) or None when the structure is unknown."""
-    lm = unwrap_causal_lm(model)
-    head = None
-    if hasattr(lm, "get_output_embeddings"):
-        try:
-            head = lm.get_output_embeddings()
-        except Exception:
-            head = None
-    if type(head) is not nn.Linear or getattr(head, "bias", None) is not None:
-        return None  # e.g. a LoRA-wrapped head or a biased head: use the generic path
-    head_name = next((n for n, m in lm.named_children() if m is head), None)
-    decoder = None
-    if hasattr(lm, "get_decoder"):
-        try:
-            decoder = lm.get_decoder()
-        except Exception:
-            decoder = None
-    if decoder is None:
-        decoder = getattr(lm, "model", None)
-    if not isinstance(decoder, nn.Module) or decoder is lm or head_name is None:
-        return None
-    return lm, decoder, head, head_name
 
 
 @contextlib.contextmanager
@@ -96,6 +51,12 @@ def _head_replaced_by_identity(lm: nn.Module, head_name: str):
 
 
 # ---- chunked linear + cross-entropy ---------------------------------------------------------
+
+
+def _ce_chunk_per_token(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """fp32 logsumexp(logits) - logits[target], per row."""
+    x = logits.float()
+    return torch.logsumexp(x, dim=-1) - x.gather(1, targets[:, None]).squeeze(1)
 
 
 def _ce_chunk_eager(logits: torch.Tensor, targets: torch.Tensor, want_grad: bool):
@@ -209,6 +170,20 @@ def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return weight.dtype
 
 
+@torch.no_grad()
+def linear_cross_entropy_per_token(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024
+) -> torch.Tensor:
+    """fp32 CE(hidden @ weight.T, targets) per token [N], chunk by chunk (no gradient)."""
+    dtype = _compute_dtype(hidden, weight)
+    w = weight.to(dtype)
+    out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    for start in range(0, hidden.shape[0], max(1, int(chunk_size))):
+        logits = hidden[start : start + chunk_size].to(dtype) @ w.t()
+        out[start : start + chunk_size] = _ce_chunk_per_token(logits, targets[start : start + chunk_size])
+    return out
+
+
 def linear_cross_entropy_sum(
     hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 4096
 ) -> torch.Tensor:
@@ -236,14 +211,45 @@ def _shifted_targets(labels: torch.Tensor) -> torch.Tensor:
     return torch.cat([labels[..., 1:], pad], dim=-1)
 
 
-def _fallback_loss(model, input_ids, labels, position_ids, attention_mask):
+def _strip_compile(model: nn.Module) -> nn.Module:
+    while isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        model = model._orig_mod
+    return model
+
+
+def final_hidden_states(model: nn.Module, input_ids, attention_mask=None, position_ids=None):
+    """(final hidden states [B, T, H], output head) without computing the logits, or None when the
+    model's structure is unknown (see `structure.lm_parts`)."""
+    parts = lm_parts(model)
+    if parts is None:
+        return None
+    lm, decoder, head, head_name = parts
+    kwargs = {"input_ids": input_ids, "use_cache": False}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    if position_ids is not None:
+        kwargs["position_ids"] = position_ids
+    outer = _strip_compile(model)
+    if is_fsdp(lm) or is_fsdp(outer) or is_ddp(outer):
+        # Run the root forward (so FSDP2 unshards/reshards, DDP prepares its gradient buckets, and
+        # both register their backward hooks) with the head swapped for an identity: ".logits" is
+        # then the final hidden state.
+        with _head_replaced_by_identity(lm, head_name):
+            out = outer(**kwargs)
+        return (out.logits if hasattr(out, "logits") else out[0]), head
+    out = decoder(**kwargs)
+    return (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]), head
+
+
+def _model_logits(model, input_ids, attention_mask, position_ids):
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    logits = out.logits if hasattr(out, "logits") else out[0]
-    targets = _shifted_targets(labels)
-    loss = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    return loss, (targets != IGNORE_INDEX).sum()
+    return out.logits if hasattr(out, "logits") else out[0]
+
+
+def target_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the positions whose shifted label counts. Computing them on the host
+    (labels are still CPU tensors in the loader) spares the device a `nonzero` sync."""
+    return (_shifted_targets(labels).reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
 
 
 def causal_lm_loss(
@@ -253,43 +259,77 @@ def causal_lm_loss(
     position_ids: torch.Tensor | None = None,
     attention_mask: torch.Tensor | None = None,
     chunk_size: int = 4096,
+    positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fp32 sum of token CEs over shifted labels != -100, number of such tokens as a tensor).
+    """(fp32 sum of token CEs over shifted labels != IGNORE_INDEX, number of such tokens as a tensor).
 
     ``attention_mask`` (2-D padding mask or a 4-D/block mask) and ``position_ids`` (e.g. reset per
-    packed document) are passed to the model unchanged.
+    packed document) are passed to the model unchanged. ``positions``, when given, must be
+    ``target_positions(labels)`` (on the labels' device); computed on the host, it spares the
+    device a ``nonzero`` sync.
     """
-    parts = _parts(model)
-    if parts is None:
-        return _fallback_loss(model, input_ids, labels, position_ids, attention_mask)
-    lm, decoder, head, head_name = parts
-    kwargs = {"input_ids": input_ids, "use_cache": False}
-    if attention_mask is not None:
-        kwargs["attention_mask"] = attention_mask
-    if position_ids is not None:
-        kwargs["position_ids"] = position_ids
-
-    outer = _unwrap_compiled(model)
-    if _is_fsdp(lm) or _is_fsdp(outer):
-        # Run the root forward (so FSDP2 unshards/reshards and registers its backward hooks) with
-        # the head swapped for an identity: ".logits" is then the final hidden state.
-        with _head_replaced_by_identity(lm, head_name):
-            out = outer(**kwargs)
-        hidden = out.logits if hasattr(out, "logits") else out[0]
-    else:
-        out = decoder(**kwargs)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-
     targets = _shifted_targets(labels).reshape(-1)
-    valid = targets != IGNORE_INDEX
-    count = valid.sum()
+    found = final_hidden_states(model, input_ids, attention_mask, position_ids)
+    if found is None:
+        logits = _model_logits(model, input_ids, attention_mask, position_ids)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets, ignore_index=IGNORE_INDEX,
+                               reduction="sum")
+        return loss, (targets != IGNORE_INDEX).sum()
+    hidden, head = found
+    if positions is not None:
+        idx, count = positions, torch.tensor(positions.numel())  # the count is known on the host
+    else:
+        idx = target_positions(labels)
+        count = (targets != IGNORE_INDEX).sum()
     flat = hidden.reshape(-1, hidden.shape[-1])
-    idx = valid.nonzero().squeeze(1)
     if idx.numel() == flat.shape[0]:
         h, t = flat, targets
     else:
         h, t = flat.index_select(0, idx), targets.index_select(0, idx)
     if h.shape[0] == 0:
         return hidden.sum().float() * 0.0, count
-    loss = linear_cross_entropy_sum(h, head.weight, t, chunk_size)
-    return loss, count
+    return linear_cross_entropy_sum(h, head.weight, t, chunk_size), count
+
+
+# ---- per-row log-likelihood for evaluation ---------------------------------------------------
+
+
+def eval_chunk_size(vocab_size: int, device_type: str = "cpu") -> int:
+    """Tokens per chunk so that one chunk of fp32 logits stays within 64 MiB on CPU (cache-sized
+    pieces are fastest there) or 1 GiB on an accelerator."""
+    budget = 64 * 2**20 if device_type == "cpu" else 2**30
+    return max(16, budget // (4 * max(1, vocab_size)))
+
+
+def causal_lm_row_nll(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: (fp32 sum of -log p(label) over shifted labels != IGNORE_INDEX, their count).
+
+    The rule of `causal_lm_loss` (same shift, same chunked head, fp32 log-softmax) without the
+    gradient: perplexity and multiple-choice scoring use it, so no [batch, tokens, vocab] fp32
+    logits ever exist; one chunk of `chunk_size` tokens (default: 64 MiB of fp32 logits) does.
+    """
+    rows = input_ids.shape[0]
+    targets = _shifted_targets(labels).reshape(-1)
+    idx = (targets != IGNORE_INDEX).nonzero().squeeze(1)
+    row_of = torch.div(idx, labels.shape[-1], rounding_mode="floor")
+    counts = torch.bincount(row_of, minlength=rows)
+    with torch.no_grad():
+        found = final_hidden_states(model, input_ids, attention_mask, position_ids)
+        if found is None:
+            logits = _model_logits(model, input_ids, attention_mask, position_ids)
+            nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]).index_select(0, idx),
+                                  targets.index_select(0, idx), reduction="none")
+        else:
+            hidden, head = found
+            h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, idx)
+            chunk = chunk_size or eval_chunk_size(head.weight.shape[0], h.device.type)
+            nll = linear_cross_entropy_per_token(h, head.weight, targets.index_select(0, idx), chunk)
+    sums = torch.zeros(rows, dtype=torch.float32, device=nll.device).index_add_(0, row_of.to(nll.device), nll.float())
+    return sums, counts
