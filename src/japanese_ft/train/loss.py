@@ -217,6 +217,16 @@ def _strip_compile(model: nn.Module) -> nn.Module:
     return model
 
 
+def _plainly_causal(lm: nn.Module, decoder: nn.Module) -> bool:
+    """True when no mask means plain causal attention: a transformers model whose layers all use
+    full attention through SDPA or flash attention (their kernels then take `is_causal`)."""
+    config = getattr(lm, "config", None)
+    impl = getattr(config, "_attn_implementation", None) or ""
+    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    return (type(decoder).__module__.startswith("transformers.models.") and layer_types == {"full_attention"}
+            and (impl == "sdpa" or impl.startswith("flash_attention")))
+
+
 def final_hidden_states(model: nn.Module, input_ids, attention_mask=None, position_ids=None):
     """(final hidden states [B, T, H], output head) without computing the logits, or None when the
     model's structure is unknown (see `structure.lm_parts`)."""
@@ -227,6 +237,10 @@ def final_hidden_states(model: nn.Module, input_ids, attention_mask=None, positi
     kwargs = {"input_ids": input_ids, "use_cache": False}
     if attention_mask is not None:
         kwargs["attention_mask"] = attention_mask
+    elif position_ids is None and _plainly_causal(lm, decoder):
+        # Unpadded, unpacked rows: hand the decoder its (empty) mask mapping, so transformers does not
+        # probe the default position ids for packed sequences -- a device-to-host sync per call.
+        kwargs["attention_mask"] = {"full_attention": None}
     if position_ids is not None:
         kwargs["position_ids"] = position_ids
     outer = _strip_compile(model)
