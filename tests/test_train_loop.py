@@ -43,7 +43,8 @@ def test_sft_step_loss_is_mean_over_answer_tokens(assets, tmp_path):
     from japanese_ft.data.sft import build_sft_batches
     from japanese_ft.model.load import load_model, load_tokenizer
 
-    cfg = run_config(assets, "sft", tmp_path / "run", "train.max_steps=1", "train.eval_every=0", "train.micro_batch_size=1")
+    cfg = run_config(assets, "sft", tmp_path / "run", "train.max_steps=1", "train.eval_every=0", "train.micro_batch_size=1",
+                     "data.pack=false")
     result = _train(cfg)
     tok = load_tokenizer(str(assets["model"]))
     loader, _ = build_sft_batches([str(assets["sft"])], tok, 160, "drop", "auto", False, cfg.train.seed)
@@ -57,6 +58,16 @@ def test_sft_step_loss_is_mean_over_answer_tokens(assets, tmp_path):
             total += model(**b).loss.item() * n
             count += n
     assert result.losses[0][1] == pytest.approx(total / count, abs=1e-5)
+
+
+def test_sft_packs_by_default(assets, tmp_path):
+    """Without data.pack, SFT packs: fewer rows than examples, and the packed rows train."""
+    cfg = run_config(assets, "sft", tmp_path / "run", "train.max_steps=2", "train.eval_every=0", "train.save_every=0")
+    assert cfg.data.pack
+    result = _train(cfg)
+    stats = result.data["train"]
+    assert stats["rows"] < stats["examples"] == 20
+    assert result.status == "completed" and all(math.isfinite(l) for _, l in result.losses)
 
 
 def _final_params(path):
