@@ -192,7 +192,7 @@ def eval_jsquad_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
     shots: int = typer.Option(0, "--shots", help="Few-shot examples per prompt."),
     shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this file (SQuAD JSON or JSONL input/output) instead of the other questions."),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    batch_size: str = typer.Option("auto", "--batch-size", help="Questions per batch, or auto (from free GPU memory; 8 on CPU)."),
     max_new_tokens: int = typer.Option(25, "--max-new-tokens", help="llm-jp-eval uses 25."),
     seed: int = typer.Option(0, "--seed", help="Seed of the deterministic shot selection."),
     strip_title: bool = typer.Option(False, "--strip-title", help="Drop the 'title [SEP] ' prefix of contexts (llm-jp-eval keeps it)."),

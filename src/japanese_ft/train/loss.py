@@ -318,32 +318,33 @@ def eval_chunk_size(vocab_size: int, device_type: str = "cpu") -> int:
 def causal_lm_row_nll(
     model: nn.Module,
     input_ids: torch.Tensor,
-    labels: torch.Tensor,
+    targets: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.Tensor | None = None,
     chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: (fp32 sum of -log p(label) over shifted labels != IGNORE_INDEX, their count).
+    """Per row: (fp32 sum of -log p(target), number of targets), where ``targets[b, t]`` is the
+    token that position t predicts (already shifted; IGNORE_INDEX where nothing is scored).
 
-    The rule of `causal_lm_loss` (same shift, same chunked head, fp32 log-softmax) without the
-    gradient: perplexity and multiple-choice scoring use it, so no [batch, tokens, vocab] fp32
-    logits ever exist; one chunk of `chunk_size` tokens (default: 64 MiB of fp32 logits) does.
+    The rule of `causal_lm_loss` (chunked head, fp32 log-softmax) without the gradient: perplexity
+    and multiple-choice scoring use it, so no [batch, tokens, vocab] fp32 logits ever exist; one
+    chunk of `chunk_size` tokens (default `eval_chunk_size`) does.
     """
-    rows = input_ids.shape[0]
-    targets = _shifted_targets(labels).reshape(-1)
-    idx = (targets != IGNORE_INDEX).nonzero().squeeze(1)
-    row_of = torch.div(idx, labels.shape[-1], rounding_mode="floor")
+    rows, width = targets.shape
+    flat_targets = targets.reshape(-1)
+    idx = (flat_targets != IGNORE_INDEX).nonzero().squeeze(1)
+    row_of = torch.div(idx, width, rounding_mode="floor")
     counts = torch.bincount(row_of, minlength=rows)
     with torch.no_grad():
         found = final_hidden_states(model, input_ids, attention_mask, position_ids)
         if found is None:
             logits = _model_logits(model, input_ids, attention_mask, position_ids)
             nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]).index_select(0, idx),
-                                  targets.index_select(0, idx), reduction="none")
+                                  flat_targets.index_select(0, idx), reduction="none")
         else:
             hidden, head = found
             h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, idx)
             chunk = chunk_size or eval_chunk_size(head.weight.shape[0], h.device.type)
-            nll = linear_cross_entropy_per_token(h, head.weight, targets.index_select(0, idx), chunk)
+            nll = linear_cross_entropy_per_token(h, head.weight, flat_targets.index_select(0, idx), chunk)
     sums = torch.zeros(rows, dtype=torch.float32, device=nll.device).index_add_(0, row_of.to(nll.device), nll.float())
     return sums, counts
