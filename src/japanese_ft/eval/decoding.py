@@ -2,8 +2,8 @@
 
 One batch of left-padded prompts at a time: a prefill forward over the prompts, then one forward
 per new token, each returning only the last position's logits. The attention masks are built
-here (boolean [batch, 1, query, key] masks handed to transformers in its mask mapping), so
-transformers never inspects tensors on the host between tokens.
+here (boolean [batch, 1, query, key] masks, which transformers takes as given), so transformers
+never inspects tensors on the host between tokens.
 
 Two caches (`cache=`):
   dynamic  transformers' DynamicCache; rows that finish leave the batch (their cache rows are
@@ -137,7 +137,7 @@ class Decoder:
                 k = torch.arange(keys, device=key_mask.device)[None, :]
                 mask = (k <= q)[None] & (key_mask[:, None, :] | (k == q)[None])
                 mask = mask[:, None]
-            attention = {"full_attention": mask}
+            attention = mask  # a 4-D mask is taken as given (no host-side checks in transformers)
         else:
             attention = key_mask.long()
         kwargs = {self.cache_arg: cache, "use_cache": True, "position_ids": positions, "attention_mask": attention}

@@ -29,6 +29,8 @@ Anything else falls back to ``model(...).logits`` with an ordinary fp32 CE.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 
 import torch
@@ -239,14 +241,24 @@ def _strip_compile(model: nn.Module) -> nn.Module:
     return model
 
 
+@functools.lru_cache(maxsize=None)
+def _takes_mask_mapping(decoder_class: type) -> bool:
+    """transformers decoders that accept a ready {layer type: mask} mapping (Qwen2 and kin)."""
+    try:
+        return "causal_mask_mapping" in inspect.getsource(decoder_class.forward)
+    except (OSError, TypeError):
+        return False
+
+
 def _plainly_causal(lm: nn.Module, decoder: nn.Module) -> bool:
-    """True when no mask means plain causal attention: a transformers model whose layers all use
-    full attention through SDPA or flash attention (their kernels then take `is_causal`)."""
+    """True when an empty mask mapping means plain causal attention: a transformers decoder that
+    takes mask mappings, whose layers all use full attention through SDPA or flash attention
+    (their kernels then take `is_causal`)."""
     config = getattr(lm, "config", None)
     impl = getattr(config, "_attn_implementation", None) or ""
     layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
     return (type(decoder).__module__.startswith("transformers.models.") and layer_types == {"full_attention"}
-            and (impl == "sdpa" or impl.startswith("flash_attention")))
+            and (impl == "sdpa" or impl.startswith("flash_attention")) and _takes_mask_mapping(type(decoder)))
 
 
 def final_hidden_states(model: nn.Module, input_ids, attention_mask=None, position_ids=None):
