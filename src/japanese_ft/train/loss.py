@@ -172,23 +172,48 @@ def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return weight.dtype
 
 
-def _per_token_cpu_fp32(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int):
-    """The CPU fp32 case in place in one reused [chunk, vocab] buffer: no fresh allocation (and
-    page faults) per chunk, and four passes over the logits instead of logsumexp's temporaries
-    (measured 2x faster on a 2-core CPU, docs/benchmarks.md)."""
+def _tiled_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab_block: int) -> torch.Tensor:
+    """-log softmax(hidden @ weight.T)[target] per row, over [rows, vocab_block] logit tiles (they
+    stay in cache) with a running max and sum per row (the online logsumexp)."""
+    rows, vocab = hidden.shape[0], weight.shape[0]
+    buf = torch.empty(rows, min(vocab_block, vocab), dtype=torch.float32)
+    top = torch.full((rows,), float("-inf"))
+    total = torch.zeros(rows)
+    wt = weight.t()
+    for v in range(0, vocab, vocab_block):
+        x = torch.mm(hidden, wt[:, v : v + vocab_block], out=buf[:, : min(vocab_block, vocab - v)])
+        new_top = torch.maximum(top, x.amax(1))
+        total.mul_(torch.exp(top - new_top))
+        # terms more than 80 below the max are < 2e-35 of it: clamping keeps exp off its very slow
+        # denormal path without changing any fp32 sum
+        total.add_(x.sub_(new_top[:, None]).clamp_(min=-80.0).exp_().sum(1))
+        top = new_top
+    return total.log_().add_(top).sub_((hidden * weight.index_select(0, targets)).sum(1))
+
+
+def _per_token_cpu_fp32(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int,
+                        vocab_block: int = 512) -> torch.Tensor:
+    """The CPU fp32 case: chunks of `chunk_size` rows spread over one Python thread per core, each
+    running single-threaded torch ops on cache-sized tiles. Measured on a shared 2-core CPU
+    (docs/benchmarks.md): 2x the whole-vocabulary chunks, whose every pass went to memory, and
+    far better than small multi-threaded ops, whose thread barriers stall when the cores are busy."""
+    from concurrent.futures import ThreadPoolExecutor
+
     n = hidden.shape[0]
     out = torch.empty(n, dtype=torch.float32)
-    buf = torch.empty(min(chunk_size, n), weight.shape[0], dtype=torch.float32)
-    wt = weight.t()
-    for start in range(0, n, chunk_size):
+    threads = torch.get_num_threads()
+
+    @torch.inference_mode()
+    def work(start: int) -> None:
         end = min(start + chunk_size, n)
-        x = torch.mm(hidden[start:end], wt, out=buf[: end - start])
-        target_logit = x.gather(1, targets[start:end, None]).squeeze(1)
-        top = x.amax(1, keepdim=True)
-        # exp of what lies more than 80 below the max is < 2e-35 of the top term; clamping it
-        # keeps exp off its very slow denormal path without changing any fp32 sum
-        lse = x.sub_(top).clamp_(min=-80.0).exp_().sum(1).log_().add_(top.squeeze(1))
-        out[start:end] = lse.sub_(target_logit)
+        out[start:end] = _tiled_nll(hidden[start:end], weight, targets[start:end], vocab_block)
+
+    torch.set_num_threads(1)  # process-wide: parallelism comes from the Python threads meanwhile
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(work, range(0, n, chunk_size)))
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
@@ -343,10 +368,11 @@ def causal_lm_loss(
 
 
 def eval_chunk_size(vocab_size: int, device_type: str = "cpu") -> int:
-    """Tokens per chunk so that one chunk of fp32 logits stays within 128 MiB on CPU or 1 GiB on an
-    accelerator (the memory that scoring adds to the model's own activations)."""
-    budget = 128 * 2**20 if device_type == "cpu" else 2**30
-    return max(16, budget // (4 * max(1, vocab_size)))
+    """Tokens per chunk: on CPU 512 (its fp32 path is tiled over the vocabulary, 1 MiB per tile and
+    thread); on an accelerator as many as keep one chunk of fp32 logits within 1 GiB."""
+    if device_type == "cpu":
+        return 512
+    return max(16, 2**30 // (4 * max(1, vocab_size)))
 
 
 def causal_lm_row_nll(
