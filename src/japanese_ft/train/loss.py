@@ -208,6 +208,10 @@ def _per_token_cpu_fp32(hidden: torch.Tensor, weight: torch.Tensor, targets: tor
         end = min(start + chunk_size, n)
         out[start:end] = _tiled_nll(hidden[start:end], weight, targets[start:end], vocab_block)
 
+    if threads == 1:
+        for start in range(0, n, chunk_size):
+            work(start)
+        return out
     torch.set_num_threads(1)  # process-wide: parallelism comes from the Python threads meanwhile
     try:
         with ThreadPoolExecutor(max_workers=threads) as pool:
