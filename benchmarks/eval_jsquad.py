@@ -100,6 +100,42 @@ def hf_generate(model, tok, prompts: list[str], max_new_tokens: int, batch_size:
     return total
 
 
+def random_model(shape: str, tokenizer_dir: str, device: str):
+    """(random-weight model in bf16 on GPU / fp32 on CPU, SDPA; its tokenizer, ids folded if needed)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from japanese_ft.eval.loading import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_dir)
+    cfg = model_config(shape, len(tok))
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa").to(device).eval()
+    return model, (FoldedTokenizer(tok, cfg.vocab_size) if len(tok) > cfg.vocab_size else tok)
+
+
+def compare_paths(args, model, tok, prompts, stop, result: dict, sync) -> None:
+    """Add the model.generate baseline's speed and the static-vs-dynamic output agreement."""
+    from japanese_ft.eval.generation import generate
+
+    if args.baseline_limit:
+        sub = prompts[: args.baseline_limit]
+        t0 = time.perf_counter()
+        hf_generate(model, tok, sub, args.max_new_tokens)
+        sync()
+        base_s = time.perf_counter() - t0
+        result.update(baseline_questions=len(sub), baseline_seconds=round(base_s, 2),
+                      baseline_questions_per_s=round(len(sub) / base_s, 1),
+                      speedup=round(result["questions_per_s"] / (len(sub) / base_s), 2))
+    if args.check_limit:
+        sub = prompts[: args.check_limit]
+        other = "static" if result["cache"] == "dynamic" else "dynamic"
+        a = generate(model, tok, sub, args.max_new_tokens, stop_ids=stop, cache=other)
+        b = generate(model, tok, sub, args.max_new_tokens, stop_ids=stop, cache=result["cache"])
+        result["identical_outputs_static_vs_dynamic"] = sum(x.text == y.text for x, y in zip(a, b)) / len(sub)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", default="qwen2.5-0.5b", choices=["qwen2.5-0.5b", "smollm2-135m", "tiny"])
@@ -117,22 +153,16 @@ def main(argv=None) -> int:
 
     import torch
     import transformers
-    from transformers import AutoModelForCausalLM
 
     from japanese_ft.eval.decoding import auto_batch_size, resolve_cache
     from japanese_ft.eval.generation import generate
-    from japanese_ft.eval.loading import load_tokenizer, resolve_device
+    from japanese_ft.eval.loading import resolve_device
     from japanese_ft.ui import quiet_libraries
 
     quiet_libraries()
     device = resolve_device(args.device)
-    tok = load_tokenizer(args.tokenizer)
-    cfg = model_config(args.shape, len(tok))
-    torch.manual_seed(0)
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation="sdpa").to(device).eval()
-    if len(tok) > cfg.vocab_size:
-        tok = FoldedTokenizer(tok, cfg.vocab_size)
+    model, tok = random_model(args.shape, args.tokenizer, device)
+    dtype = next(model.parameters()).dtype
     prompts = jsquad_prompts(args.data, args.limit or None)
     lengths = [len(tok(p)["input_ids"]) for p in prompts]
     batch = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
@@ -159,20 +189,7 @@ def main(argv=None) -> int:
     }
     if device.startswith("cuda"):
         result["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    if args.baseline_limit:
-        sub = prompts[: args.baseline_limit]
-        t0 = time.perf_counter()
-        hf_generate(model, tok, sub, args.max_new_tokens)
-        sync()
-        base_s = time.perf_counter() - t0
-        result.update(baseline_questions=len(sub), baseline_seconds=round(base_s, 2),
-                      baseline_questions_per_s=round(len(sub) / base_s, 1),
-                      speedup=round(result["questions_per_s"] / (len(sub) / base_s), 2))
-    if args.check_limit:
-        sub = prompts[: args.check_limit]
-        a = generate(model, tok, sub, args.max_new_tokens, stop_ids=stop, cache="static" if result["cache"] == "dynamic" else "dynamic")
-        b = generate(model, tok, sub, args.max_new_tokens, stop_ids=stop, cache=result["cache"])
-        result["identical_outputs_static_vs_dynamic"] = sum(x.text == y.text for x, y in zip(a, b)) / len(sub)
+    compare_paths(args, model, tok, prompts, stop, result, sync)
     print(json.dumps(result, ensure_ascii=False, indent=1), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(result, ensure_ascii=False, indent=1))

@@ -153,6 +153,22 @@ def _peak_memory(device) -> dict:
     return {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
+def _read_stream(model, tokenizer, paths, limit, text_key):
+    """(ids, characters, documents, kind) from a token-file prefix or JSONL path(s)."""
+    if len(paths) == 1 and is_token_file(paths[0]):
+        ids, chars, docs = stream_from_token_file(paths[0], tokenizer, limit)
+        vocab = model.get_input_embeddings().weight.shape[0]
+        if int(ids.max()) >= vocab:
+            raise UserError(f"{paths[0]}: token id {int(ids.max())} is outside the model's vocabulary ({vocab}); "
+                            "was it prepared with another tokenizer?")
+        return ids, chars, docs, "token_file"
+    for p in paths:
+        if not Path(p).exists() and not Path(str(p)).suffix:
+            raise UserError(f"--data {p}: neither PREFIX.bin/.idx nor a JSONL file")
+    ids, chars, docs = stream_from_jsonl(paths, tokenizer, text_key, limit)
+    return ids, chars, docs, "jsonl"
+
+
 def evaluate_perplexity(
     model,
     tokenizer,
@@ -169,19 +185,7 @@ def evaluate_perplexity(
     max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if max_pos and seq_length > max_pos:
         raise UserError(f"--seq-length {seq_length} exceeds the model's max_position_embeddings {max_pos}")
-    if len(paths) == 1 and is_token_file(paths[0]):
-        ids, chars, docs = stream_from_token_file(paths[0], tokenizer, limit)
-        kind = "token_file"
-        vocab = model.get_input_embeddings().weight.shape[0]
-        if int(ids.max()) >= vocab:
-            raise UserError(f"{paths[0]}: token id {int(ids.max())} is outside the model's vocabulary ({vocab}); "
-                            "was it prepared with another tokenizer?")
-    else:
-        for p in paths:
-            if not Path(p).exists() and not Path(str(p)).suffix:
-                raise UserError(f"--data {p}: neither PREFIX.bin/.idx nor a JSONL file")
-        ids, chars, docs = stream_from_jsonl(paths, tokenizer, text_key, limit)
-        kind = "jsonl"
+    ids, chars, docs, kind = _read_stream(model, tokenizer, paths, limit, text_key)
     stride = seq_length if stride is None else stride
     n_windows = len(window_plan(len(ids), seq_length, stride))
     device = next(model.parameters()).device

@@ -28,7 +28,7 @@ class SpeedOptions:
     compile_mode: str = "default"
     loss_chunk_size: int = 4096  # tokens per chunk of the linear cross-entropy
     fused_optimizer: bool = True  # fused AdamW kernel (False: foreach)
-    matmul_precision: str = "high"  # torch.set_float32_matmul_precision: "high" = TF32 for fp32 matmuls
+    matmul_precision: str = "high"  # bf16 runs: torch.set_float32_matmul_precision ("high" = TF32 for fp32 matmuls)
     fsdp_reshard_after_forward: bool | None = None  # None: reshard only if the bf16 weights are > 10% of GPU memory
 
 

@@ -101,7 +101,8 @@ def make_engine(model, cfg: RunConfig, world: World, speed: SpeedOptions | None 
     speed = speed or SpeedOptions(compile="layers" if cfg.model.compile else "none")
     on_cuda = world.device.type == "cuda"
     if on_cuda:
-        apply_matmul_settings(speed)
+        if cfg.train.precision == "bf16":  # fp32 runs keep full fp32 matmuls
+            apply_matmul_settings(speed)
         scope = "layers" if speed.compile == "decoder" and world.distributed else speed.compile
         compile_model(model, scope, speed.compile_mode)
     forward_model = model
