@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="steps left out of tokens/s")
     p.add_argument("--budget-s", type=float, default=500, help="the whole session (keep it under the 600 s command limit)")
     p.add_argument("--phase-a-s", type=float, default=300, help="time for phase A's GPU-0 lane (3 recipes)")
-    p.add_argument("--levers-s", type=float, default=80, help="time for the lever sweep")
+    p.add_argument("--levers-s", type=float, default=60, help="time for the lever sweep (variants start until it is spent)")
     p.add_argument("--dry-run", action="store_true", help="CPU smoke run of the whole session with tiny models")
     a = p.parse_args(argv)
     if a.dry_run:
