@@ -58,7 +58,8 @@ class Session:
                 self.steps.append(rec)
             return rec
         limit = max(5.0, min(limit_s, self.left()))
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpus, "PYTHONPATH": str(REPO / "src"),
+        env = {"NCCL_NVLS_ENABLE": "0", **os.environ,  # NVLink multicast off, as the lent machines require
+               "CUDA_VISIBLE_DEVICES": gpus, "PYTHONPATH": str(REPO / "src"),
                "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True", "TOKENIZERS_PARALLELISM": "false"}
         start = time.perf_counter()
         rec = {"step": name, "gpus": gpus, "command": " ".join(cmd), "limit_s": round(limit)}
