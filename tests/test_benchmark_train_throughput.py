@@ -35,11 +35,21 @@ def test_dry_run_all_modes(tmp_path):
 
 
 def test_sft_rows_keep_documents_apart():
+    from japanese_ft.data.sft import IGNORE_INDEX
+
     mod = load_script()
     (b,) = mod.make_batches("sft", 1, 2, 128, 300, seed=0)
-    pos, labels = b.position_ids, b.labels
+    pos, labels = b["position_ids"], b["labels"]
     starts = (pos == 0).nonzero().tolist()
     assert len(starts) > 2  # several documents per row
     for r, t in starts:  # no example predicts across a boundary
-        assert labels[r, t] == -100
-    assert b.n_targets == int((labels[:, 1:] != -100).sum())
+        assert labels[r, t] == IGNORE_INDEX
+    assert b["num_tokens"] == int((b["input_ids"] != 0).sum())
+
+
+def test_benchmark_times_the_engines_step():
+    """(b) is the engine: the script's step calls train/step.py's train_step and make_engine."""
+    from japanese_ft.train import step
+
+    mod = load_script()
+    assert mod.train_step is step.train_step and mod.make_engine is step.make_engine

@@ -1,4 +1,5 @@
-"""Batched generation: equals one-at-a-time greedy, stops per row, keeps order; chat templates; REPL."""
+"""Batched generation: equals one-at-a-time greedy (either KV cache) and transformers' own generate,
+stops per row, keeps order; chat templates; REPL."""
 
 import pytest
 
@@ -22,6 +23,15 @@ def loaded(tmp_path_factory):
     return load_for_inference(tiny_model_dir(tmp_path_factory), device="cpu", dtype="float32")
 
 
+def _hf_greedy_config(max_new_tokens: int, pad_id: int, stop_ids=()):
+    """transformers' own greedy decoding, the reference for ours."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=max_new_tokens, min_new_tokens=0, do_sample=False, num_beams=1,
+                            repetition_penalty=1.0, no_repeat_ngram_size=0, eos_token_id=list(stop_ids),
+                            pad_token_id=pad_id)
+
+
 def _unbatched(model, tok, prompts, n, stop_ids):
     from japanese_ft.eval.generation import generate
 
@@ -42,6 +52,61 @@ def test_batched_greedy_equals_unbatched(loaded):
     assert [m.text for m in unsorted] == [o.text for o in one]
 
 
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_both_caches_equal_one_at_a_time_and_transformers(loaded, cache):
+    """fp32 CPU: the static and the dynamic cache give one-at-a-time greedy outputs at any batch
+    size (a short last batch is padded with dummy rows in the static cache), and so does
+    transformers' generate on the same left-padded batch."""
+    import torch
+
+    from japanese_ft.eval.generation import generate
+
+    model, tok = loaded
+    one = _unbatched(model, tok, PROMPTS, 12, stop_ids=[])
+    for bs in (3, 4, 7):
+        got = generate(model, tok, PROMPTS, 12, batch_size=bs, stop_ids=[], cache=cache)
+        assert [g.text for g in got] == [o.text for o in one], (cache, bs)
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)  # the tokenizer pads on the left
+    with torch.no_grad():
+        hf = model.generate(**enc, generation_config=_hf_greedy_config(12, tok.pad_token_id))
+    ref = [tok.decode(row[enc["input_ids"].shape[1]:].tolist(), skip_special_tokens=True) for row in hf]
+    assert [o.text for o in one] == ref
+
+
+def test_finished_rows_leave_the_batch(loaded, monkeypatch):
+    """With stop tokens hit at different steps, both caches agree with one-at-a-time decoding
+    (the dynamic cache drops finished rows from the batch on the way)."""
+    from transformers import DynamicCache
+
+    from japanese_ft.eval.generation import generate
+
+    model, tok = loaded
+    raw = _raw_greedy(model, tok, 10)
+    stops = sorted({raw[0][2], raw[1][3], raw[2][4]})  # rows 0-2 stop early, at different steps
+    one = _unbatched(model, tok, PROMPTS, 10, stop_ids=stops)
+    assert sum(o.stopped for o in one) >= 3 and any(not o.stopped for o in one)
+    kept = []
+    real = DynamicCache.reorder_cache
+    monkeypatch.setattr(DynamicCache, "reorder_cache", lambda self, idx: (kept.append(len(idx)), real(self, idx))[1])
+    for cache in ("dynamic", "static"):
+        got = generate(model, tok, PROMPTS, 10, batch_size=len(PROMPTS), stop_ids=stops, cache=cache)
+        assert [(g.text, g.tokens, g.stopped) for g in got] == [(o.text, o.tokens, o.stopped) for o in one], cache
+    assert kept and min(kept) < len(PROMPTS)  # the dynamic batch shrank
+
+
+def _raw_greedy(model, tok, n):
+    """transformers' greedy token ids per prompt, one prompt at a time, no stop tokens."""
+    import torch
+
+    raw = []
+    for p in PROMPTS:
+        enc = tok([p], return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(**enc, generation_config=_hf_greedy_config(n, tok.pad_token_id))
+        raw.append(out[0, enc["input_ids"].shape[1]:].tolist())
+    return raw
+
+
 def test_each_row_stops_at_its_own_stop_token(loaded):
     import torch
 
@@ -53,9 +118,7 @@ def test_each_row_stops_at_its_own_stop_token(loaded):
     for p in PROMPTS:
         enc = tok([p], return_tensors="pt")
         with torch.no_grad():
-            from japanese_ft.eval.generation import _generation_config
-
-            out = model.generate(**enc, generation_config=_generation_config(10, 0.0, 1.0, [], tok.pad_token_id))
+            out = model.generate(**enc, generation_config=_hf_greedy_config(10, tok.pad_token_id))
         raw.append(out[0, enc["input_ids"].shape[1]:].tolist())
     stop = raw[0][3]  # a token the first prompt emits at step 4
     many = generate(model, tok, PROMPTS, 10, batch_size=len(PROMPTS), stop_ids=[stop])

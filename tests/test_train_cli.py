@@ -34,6 +34,9 @@ def test_every_shipped_recipe_loads_and_validates():
     for name in ("sft", "lora"):
         c = load_run_config(CONFIGS / f"qwen2.5-0.5b-{name}.yaml")
         assert (c.data.seq_length, c.train.micro_batch_size, c.train.global_batch_size, c.train.max_steps) == (2048, 2, 16, 1000)
+    for path in SHIPPED:  # every SFT and LoRA recipe packs (attention stays per example)
+        cfg = load_run_config(path)
+        assert cfg.mode == "cpt" or cfg.data.pack, path.name
     lora = load_run_config(CONFIGS / "qwen2.5-0.5b-lora.yaml")
     assert (lora.lora.r, lora.lora.alpha, lora.lora.dropout, lora.lora.target_modules) == (16, 32, 0.1, ["all-linear"])
 

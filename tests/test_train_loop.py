@@ -43,7 +43,8 @@ def test_sft_step_loss_is_mean_over_answer_tokens(assets, tmp_path):
     from japanese_ft.data.sft import build_sft_batches
     from japanese_ft.model.load import load_model, load_tokenizer
 
-    cfg = run_config(assets, "sft", tmp_path / "run", "train.max_steps=1", "train.eval_every=0", "train.micro_batch_size=1")
+    cfg = run_config(assets, "sft", tmp_path / "run", "train.max_steps=1", "train.eval_every=0", "train.micro_batch_size=1",
+                     "data.pack=false")
     result = _train(cfg)
     tok = load_tokenizer(str(assets["model"]))
     loader, _ = build_sft_batches([str(assets["sft"])], tok, 160, "drop", "auto", False, cfg.train.seed)
@@ -57,6 +58,16 @@ def test_sft_step_loss_is_mean_over_answer_tokens(assets, tmp_path):
             total += model(**b).loss.item() * n
             count += n
     assert result.losses[0][1] == pytest.approx(total / count, abs=1e-5)
+
+
+def test_sft_packs_by_default(assets, tmp_path):
+    """Without data.pack, SFT packs: fewer rows than examples, and the packed rows train."""
+    cfg = run_config(assets, "sft", tmp_path / "run", "train.max_steps=2", "train.eval_every=0", "train.save_every=0")
+    assert cfg.data.pack
+    result = _train(cfg)
+    stats = result.data["train"]
+    assert stats["rows"] < stats["examples"] == 20
+    assert result.status == "completed" and all(math.isfinite(l) for _, l in result.losses)
 
 
 def _final_params(path):
@@ -153,10 +164,10 @@ def test_outputs_and_keep_last(assets, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(assets, tmp_path, monkeypatch):
-    from japanese_ft.train import loop
+    from japanese_ft.train import step
     from japanese_ft.train.loop import TrainingDiverged
 
-    real = loop.causal_lm_loss
+    real = step.causal_lm_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -166,7 +177,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(assets, tmp_path, monkeyp
             loss = loss * float("nan")
         return loss, n
 
-    monkeypatch.setattr(loop, "causal_lm_loss", poisoned)
+    monkeypatch.setattr(step, "causal_lm_loss", poisoned)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=r"nan at step 3.*step_000002"):
         _train(run_config(assets, "cpt", out, "train.eval_every=0", "train.save_every=2"))
@@ -196,11 +207,11 @@ def test_signal_saves_checkpoint_and_resume_matches(assets, tmp_path, monkeypatc
     import os
     import signal
 
-    from japanese_ft.train import loop
+    from japanese_ft.train import step
 
     args = ("train.max_steps=5", "train.save_every=0", "train.eval_every=0")
     full = _train(run_config(assets, "cpt", tmp_path / "full", *args))
-    real = loop.causal_lm_loss
+    real = step.causal_lm_loss
     calls = {"n": 0}
 
     def signalling(*a, **k):
@@ -209,13 +220,13 @@ def test_signal_saves_checkpoint_and_resume_matches(assets, tmp_path, monkeypatc
             os.kill(os.getpid(), getattr(signal, sig))
         return real(*a, **k)
 
-    monkeypatch.setattr(loop, "causal_lm_loss", signalling)
+    monkeypatch.setattr(step, "causal_lm_loss", signalling)
     out = tmp_path / "run"
     stopped = _train(run_config(assets, "cpt", out, *args))
     assert stopped.status == "stopped" and stopped.step == 3
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000003"]
     assert not (out / "final").exists()
-    monkeypatch.setattr(loop, "causal_lm_loss", real)
+    monkeypatch.setattr(step, "causal_lm_loss", real)
     resumed = _train(run_config(assets, "cpt", out, *args))
     assert resumed.status == "completed"
     assert [l for _, l in stopped.losses + resumed.losses] == [l for _, l in full.losses]

@@ -209,3 +209,36 @@ def test_attn_auto_resolution():
     assert resolve_attn_implementation("auto", "cuda", packed=False) == "sdpa"
     assert resolve_attn_implementation("auto", "cpu", packed=True) == "sdpa"  # no flex backward on CPU
     assert resolve_attn_implementation("eager", "cuda", packed=True) == "eager"
+
+
+@pytest.mark.parametrize("chunk,block", [(5, 7), (64, 512), (1, 100)])
+def test_per_token_ce_equals_full_logits(chunk, block):
+    """Evaluation's per-token CE (CPU: tiles with an online logsumexp over threads) == F.cross_entropy
+    over the full fp32 logits, for any chunk and vocabulary block, ragged ends included."""
+    from japanese_ft.train.loss import _per_token_cpu_fp32, linear_cross_entropy_per_token
+
+    g = torch.Generator().manual_seed(0)
+    hidden, weight = torch.randn(23, 16, generator=g) * 2, torch.randn(301, 16, generator=g)
+    targets = torch.randint(0, 301, (23,), generator=g)
+    ref = torch.nn.functional.cross_entropy(hidden @ weight.t(), targets, reduction="none")
+    assert torch.allclose(_per_token_cpu_fp32(hidden, weight, targets, chunk, block), ref, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(linear_cross_entropy_per_token(hidden, weight, targets, chunk), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_row_nll_matches_hf_logits():
+    """causal_lm_row_nll: per-row sums of -log p over the (already shifted) targets == the model's
+    own logits, rows of different lengths, nothing scored in a row -> 0."""
+    from japanese_ft.train.loss import causal_lm_row_nll
+
+    model = tiny_qwen2(tie=True)
+    ids, labels = batch()
+    targets = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
+    targets[1] = IGNORE_INDEX
+    sums, counts = causal_lm_row_nll(model, ids, targets, chunk_size=5)
+    with torch.no_grad():
+        logp = model(input_ids=ids).logits.double().log_softmax(-1)
+    for r in range(ids.shape[0]):
+        keep = targets[r] != IGNORE_INDEX
+        ref = -logp[r][keep].gather(1, targets[r][keep][:, None]).sum()
+        assert int(counts[r]) == int(keep.sum())
+        assert float(sums[r]) == pytest.approx(float(ref), rel=1e-5, abs=1e-6)

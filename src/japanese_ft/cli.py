@@ -253,7 +253,7 @@ def eval_jsquad_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
     shots: Optional[int] = typer.Option(None, "--shots", help="Few-shot examples per prompt (jft: 0; llm-jp-eval: 4)."),
     shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this file (SQuAD JSON; jft also JSONL input/output) instead of the other questions."),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    batch_size: str = typer.Option("auto", "--batch-size", help="Questions per batch, or auto (from free GPU memory; 8 on CPU)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Default 25, llm-jp-eval's output_length."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the deterministic shot selection (jft: 0; llm-jp-eval: 42)."),
     strip_title: bool = typer.Option(False, "--strip-title", help="Drop the 'title [SEP] ' prefix of contexts (llm-jp-eval keeps it)."),

@@ -36,7 +36,7 @@ class DataConfig:
     train: list[str] = field(default_factory=list)
     validation: list[str] = field(default_factory=list)
     seq_length: int = 2048
-    pack: bool = False
+    pack: bool = True  # sft/lora: pack examples into rows of seq_length (attention stays per example)
     chat_template: str = "auto"  # auto: the tokenizer's template, else ChatML; chatml; none: plain input+output+EOS
     truncation: str = "drop"  # sft: "drop" over-long examples or "truncate" the answer
     tokenizer: str = ""  # defaults to model.name_or_path

@@ -31,6 +31,16 @@ def _check_positive(**values):
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
 
 
+def _batch_size(value) -> int | str:
+    """--batch-size: "auto" (sized from free GPU memory) or an integer >= 1."""
+    if isinstance(value, int) or str(value).isdigit():
+        _check_positive(batch_size=int(value))
+        return int(value)
+    if value != "auto":
+        raise UserError(f"--batch-size must be auto or an integer >= 1, got {value!r}")
+    return value
+
+
 def _finish(task, summary, records, output, model, adapter, m, tok, label, settings):
     from japanese_ft.eval.common import examples_path, write_json_atomic, write_jsonl_atomic
     from japanese_ft.eval.loading import default_label, model_info
@@ -95,7 +105,8 @@ def run_eval_jsquad(model, adapter, data, output, limit, shots, shots_file, batc
     from japanese_ft.eval.jsquad import read_shots, read_squad
     from japanese_ft.eval.protocol import resolve
 
-    _check_positive(limit=limit, batch_size=batch_size)
+    batch_size = _batch_size(batch_size)
+    _check_positive(limit=limit)
     p = resolve("jsquad", protocol, shots, shots_file, seed, max_new_tokens, chat, data=data, strip_title=strip_title)
     read_squad(data)  # fail on bad data before the (slow) model load
     if shots_file:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from japanese_ft.errors import UserError
-from japanese_ft.ui import console, quiet_libraries, summary_table
+from japanese_ft.ui import console, count_progress, quiet_libraries, summary_table
 
 
 def _human(n: float) -> str:
@@ -76,7 +76,8 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
     quiet_libraries()
     from japanese_ft.train.loop import train
 
-    result = train(cfg, console=console)
+    with count_progress(cfg.mode, cfg.train.max_steps) as bar:
+        result = train(cfg, console=console, progress=bar)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     rows = [

@@ -312,8 +312,9 @@ class SFTBatches:
 
     The global order is a per-epoch permutation from the seed; rank r of W reads positions
     r, r+W, ...; `state_dict()` is the number of samples consumed by all ranks together.
-    Unpacked micro-batches are right-padded to the longest example (rounded up to 8, capped at
-    seq_length); right padding never changes real tokens' outputs under causal attention.
+    Unpacked micro-batches are right-padded to the longest example, rounded up to a bucket of
+    seq_length/16 tokens (a multiple of 8; capped at seq_length) so that a compiled model sees at
+    most 16 widths; right padding never changes real tokens' outputs under causal attention.
     Batches carry `num_tokens` (tokens without padding) for throughput accounting.
     """
 
@@ -360,8 +361,8 @@ class SFTBatches:
                 ids, labels, pos = ids.reshape(1, -1), labels.reshape(1, -1), pos.reshape(1, -1)
             return {"input_ids": ids, "labels": labels, "position_ids": pos, "num_tokens": real}
         longest = max(len(s[0]) for s in samples)
-        width = min(self.seq_length, -(-longest // 8) * 8)
-        width = max(width, longest)
+        bucket = max(8, self.seq_length // 16 // 8 * 8)  # few distinct widths: torch.compile reuses its graphs
+        width = max(min(self.seq_length, -(-longest // bucket) * bucket), longest)
         ids = torch.full((len(samples), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(samples), width), IGNORE_INDEX, dtype=torch.long)
         for b, (e_ids, e_labels) in enumerate(samples):

@@ -1,13 +1,15 @@
 """Batched generation: left padding, KV cache, longest-first batches, per-row stopping.
 
-Built on `model.generate` (which keeps a KV cache and handles left-padded batches through the
-attention mask and derived position ids). We add what evaluation needs around it:
-prompts are sorted by token length so each batch holds similar lengths (less padding), every
-sequence stops at EOS *or* the chat template's end-of-turn token (`<|im_end|>`), outputs are
-returned in the caller's order, and the model's own generation_config (an instruct model may
-ship sampling defaults and a repetition penalty) never leaks into greedy evaluation.
+`generate` is the one path of `jft eval jsquad/jcommonsenseqa`, `jft generate` and `jft chat`.
+Prompts are sorted by token length so each batch holds similar lengths (less padding; the batch
+size comes from free memory by default), decoded by `eval.decoding.Decoder` (a KV cache; on GPU a
+static cache and a CUDA-graph decode step), every sequence stops at EOS *or* the chat template's
+end-of-turn token (`<|im_end|>`), outputs are returned in the caller's order, and the model's own
+generation_config (an instruct model may ship sampling defaults and a repetition penalty) never
+leaks into greedy evaluation.
 
-Greedy batched output equals one-at-a-time output on fp32 (tests/test_eval_generation.py).
+Greedy batched output equals one-at-a-time output on fp32, with either cache, and equals
+transformers' own `generate` (tests/test_eval_generation.py).
 """
 
 from __future__ import annotations
@@ -49,31 +51,12 @@ def stop_token_ids(tokenizer) -> list[int]:
     return ids
 
 
-def _generation_config(max_new_tokens: int, temperature: float, top_p: float, stop_ids: list[int], pad_id: int):
-    from transformers import GenerationConfig
-
-    sample = temperature > 0
-    return GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        min_new_tokens=0,
-        do_sample=sample,
-        temperature=temperature if sample else 1.0,
-        top_p=top_p if sample else 1.0,
-        top_k=0 if sample else None,  # sampling: no top-k cut unless asked; greedy: irrelevant
-        repetition_penalty=1.0,
-        no_repeat_ngram_size=0,
-        num_beams=1,
-        eos_token_id=list(stop_ids),
-        pad_token_id=pad_id,
-    )
-
-
 def generate(
     model,
     tokenizer,
     prompts: Sequence[str],
     max_new_tokens: int,
-    batch_size: int = 8,
+    batch_size: int | str = "auto",
     temperature: float = 0.0,
     top_p: float = 1.0,
     stop_ids: list[int] | None = None,
@@ -81,53 +64,44 @@ def generate(
     sort_by_length: bool = True,
     seed: int | None = None,
     progress: Callable[[int], None] | None = None,
+    cache: str = "auto",
 ) -> list[Generated]:
     """Generate a continuation for every prompt; results are in the order of `prompts`.
 
     temperature 0 means greedy decoding; otherwise sampling with `temperature` and `top_p`.
+    `batch_size` "auto" sizes batches from free accelerator memory (8 on CPU); `cache` picks the
+    KV cache (see `eval.decoding`: "auto" is a static cache with a CUDA-graph decode step on GPU).
     """
     import torch
 
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
+    from japanese_ft.eval.batching import sorted_batches
+    from japanese_ft.eval.decoding import Decoder, auto_batch_size, greedy, sampler
+
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be >= 1")
     stop_ids = stop_token_ids(tokenizer) if stop_ids is None else list(stop_ids)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop_ids[0] if stop_ids else 0)
-    gen_cfg = _generation_config(max_new_tokens, temperature, top_p, stop_ids, pad_id)
     encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
-    order = list(range(len(prompts)))
-    if sort_by_length:
-        order.sort(key=lambda i: -len(encoded[i]))  # longest first: an OOM shows up at once
-    device = next(model.parameters()).device
+    if batch_size == "auto":
+        batch_size = auto_batch_size(model, [len(e) for e in encoded], max_new_tokens)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {batch_size!r}")
+    choose = greedy
+    if temperature > 0:
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+        choose = sampler(temperature, top_p, generator)
+    decoder = Decoder(model, cache)
     stop_set = set(stop_ids)
     results: list[Generated | None] = [None] * len(prompts)
-    if seed is not None:
-        torch.manual_seed(seed)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        width = max(len(encoded[i]) for i in idx)
-        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids = encoded[i]
-            if ids:
-                input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                attention[row, width - len(ids) :] = 1
-        with torch.inference_mode():
-            out = model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=gen_cfg
-            )
-        new = out[:, width:].tolist()
-        for row, i in enumerate(idx):
-            ids = new[row]
+    for idx in sorted_batches([len(e) for e in encoded], batch_size, sort_by_length):
+        for i, ids in zip(idx, decoder.decode([encoded[i] for i in idx], max_new_tokens, pad_id, stop_ids, choose)):
             stopped = False
             for k, t in enumerate(ids):
                 if t in stop_set:
                     ids, stopped = ids[:k], True
                     break
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            results[i] = Generated(text=text, tokens=len(ids), stopped=stopped)
+            results[i] = Generated(text=tokenizer.decode(ids, skip_special_tokens=True), tokens=len(ids), stopped=stopped)
         if progress is not None:
             progress(len(idx))
     return results  # type: ignore[return-value]

@@ -1,4 +1,7 @@
-"""Log-likelihood of continuations given contexts, batched (right padding, longest first)."""
+"""Log-likelihood of continuations given contexts, batched (right padding, longest first).
+
+Scored with the training loss's chunked head (`train.loss.causal_lm_row_nll`): only one chunk of
+logits exists at a time, never [batch, tokens, vocab] fp32 logits."""
 
 from __future__ import annotations
 
@@ -21,35 +24,30 @@ def continuation_logprobs(
     pairs: Sequence[tuple[str, str]],
     batch_size: int = 8,
     progress: Callable[[int], None] | None = None,
+    chunk_size: int | None = None,
 ) -> list[tuple[float, int]]:
     """(sum of log p(continuation token | everything before), continuation token count) per pair."""
     import torch
 
+    from japanese_ft.eval.batching import pad, sorted_batches
+    from japanese_ft.train.loss import IGNORE_INDEX, causal_lm_row_nll
+
     encoded = [encode_pair(tokenizer, c, x) for c, x in pairs]
+    if any(not ctx for ctx, _ in encoded):
+        raise ValueError("context must encode to at least one token")
     seqs = [c + x for c, x in encoded]
-    order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+    # position t predicts token t+1: the continuation's tokens are the targets of positions n_ctx-1 ...
+    targets = [[IGNORE_INDEX] * (len(c) - 1) + list(x) + [IGNORE_INDEX] for c, x in encoded]
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[tuple[float, int] | None] = [None] * len(seqs)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        width = max(len(seqs[i]) for i in idx)
-        ids = torch.full((len(idx), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for row, i in enumerate(idx):
-            ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-            mask[row, : len(seqs[i])] = 1
+    for idx in sorted_batches([len(s) for s in seqs], batch_size):
+        ids = pad([seqs[i] for i in idx], pad_id).to(device)
+        tgt = pad([targets[i] for i in idx], IGNORE_INDEX).to(device)
         with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        for row, i in enumerate(idx):
-            n_ctx, n_cont = len(encoded[i][0]), len(encoded[i][1])
-            # logits at position t predict token t+1; the first continuation token is at n_ctx
-            first = n_ctx - 1
-            if first < 0:
-                raise ValueError("context must encode to at least one token")
-            rows = logits[row, first : first + n_cont].float().log_softmax(-1)
-            targets = torch.tensor(encoded[i][1], device=rows.device)
-            out[i] = (float(rows.gather(-1, targets[:, None]).sum()), n_cont)
+            sums, counts = causal_lm_row_nll(model, ids, tgt, chunk_size=chunk_size)
+        for i, s, n in zip(idx, sums.tolist(), counts.tolist()):
+            out[i] = (-s, int(n))
         if progress is not None:
             progress(len(idx))
     return out  # type: ignore[return-value]

@@ -109,38 +109,64 @@ def stream_nll(
     stride: int | None = None,
     batch_size: int = 4,
     progress: Callable[[int], None] | None = None,
+    chunk_size: int | None = None,
 ) -> tuple[float, int, list[dict]]:
-    """(total NLL in nats, scored tokens, per-window records) over a token stream."""
+    """(total NLL in nats, scored tokens, per-window records) over a token stream.
+
+    Scored through `train.loss.causal_lm_row_nll` (the training loss's chunked head): no
+    [batch, window, vocab] logits are ever held, only one chunk of `chunk_size` tokens."""
     import torch
+
+    from japanese_ft.eval.batching import pad, sorted_batches
+    from japanese_ft.train.loss import IGNORE_INDEX, causal_lm_row_nll
 
     stride = seq_length if stride is None else stride
     if len(ids) < 2:
         raise UserError("need at least two tokens to compute perplexity")
     plan = window_plan(len(ids), seq_length, stride)
     device = next(model.parameters()).device
-    ids_t = torch.as_tensor(ids, dtype=torch.long)
-    total, count, windows = 0.0, 0, []
-    k = 0
-    while k < len(plan):
-        # batch windows of equal length (all but the last are full)
-        width = plan[k][1] - plan[k][0]
-        group = [plan[k]]
-        while k + len(group) < len(plan) and len(group) < batch_size and plan[k + len(group)][1] - plan[k + len(group)][0] == width:
-            group.append(plan[k + len(group)])
-        inputs = torch.stack([ids_t[b:e] for b, e, _ in group]).to(device)
-        targets = torch.stack([ids_t[b + 1 : e + 1] for b, e, _ in group]).to(device)
+    windows = []
+    for group in sorted_batches([e - b for b, e, _ in plan], batch_size):
+        spans = [plan[k] for k in group]
+        inputs = pad([ids[b:e] for b, e, _ in spans], 0)
+        targets = pad([np.concatenate([np.full(e - b - k, IGNORE_INDEX), ids[e - k + 1 : e + 1]]) for b, e, k in spans],
+                      IGNORE_INDEX)
         with torch.inference_mode():
-            logits = model(input_ids=inputs).logits.float()
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
-        for row, (b, e, scored) in enumerate(group):
-            s = float(nll[row, width - scored :].sum())
-            total += s
-            count += scored
-            windows.append({"window": k + row, "begin": b, "end": e, "scored_tokens": scored, "nll": s / scored})
-        k += len(group)
+            sums, _ = causal_lm_row_nll(model, inputs.to(device), targets.to(device), chunk_size=chunk_size)
+        for k, (b, e, scored), s in zip(group, spans, sums.tolist()):
+            windows.append({"window": k, "begin": b, "end": e, "scored_tokens": scored, "nll": s / scored, "_sum": s})
         if progress is not None:
             progress(len(group))
-    return total, count, windows
+    windows.sort(key=lambda w: w["window"])
+    total = sum(w.pop("_sum") for w in windows)
+    return total, sum(w["scored_tokens"] for w in windows), windows
+
+
+def _peak_memory(device) -> dict:
+    """Peak memory of this evaluation (CUDA: allocated by torch) or of the process (CPU: RSS)."""
+    import torch
+
+    if device.type == "cuda":
+        return {"peak_memory_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+    import resource
+
+    return {"peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _read_stream(model, tokenizer, paths, limit, text_key):
+    """(ids, characters, documents, kind) from a token-file prefix or JSONL path(s)."""
+    if len(paths) == 1 and is_token_file(paths[0]):
+        ids, chars, docs = stream_from_token_file(paths[0], tokenizer, limit)
+        vocab = model.get_input_embeddings().weight.shape[0]
+        if int(ids.max()) >= vocab:
+            raise UserError(f"{paths[0]}: token id {int(ids.max())} is outside the model's vocabulary ({vocab}); "
+                            "was it prepared with another tokenizer?")
+        return ids, chars, docs, "token_file"
+    for p in paths:
+        if not Path(p).exists() and not Path(str(p)).suffix:
+            raise UserError(f"--data {p}: neither PREFIX.bin/.idx nor a JSONL file")
+    ids, chars, docs = stream_from_jsonl(paths, tokenizer, text_key, limit)
+    return ids, chars, docs, "jsonl"
 
 
 def evaluate_perplexity(
@@ -159,21 +185,14 @@ def evaluate_perplexity(
     max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     if max_pos and seq_length > max_pos:
         raise UserError(f"--seq-length {seq_length} exceeds the model's max_position_embeddings {max_pos}")
-    if len(paths) == 1 and is_token_file(paths[0]):
-        ids, chars, docs = stream_from_token_file(paths[0], tokenizer, limit)
-        kind = "token_file"
-        vocab = model.get_input_embeddings().weight.shape[0]
-        if int(ids.max()) >= vocab:
-            raise UserError(f"{paths[0]}: token id {int(ids.max())} is outside the model's vocabulary ({vocab}); "
-                            "was it prepared with another tokenizer?")
-    else:
-        for p in paths:
-            if not Path(p).exists() and not Path(str(p)).suffix:
-                raise UserError(f"--data {p}: neither PREFIX.bin/.idx nor a JSONL file")
-        ids, chars, docs = stream_from_jsonl(paths, tokenizer, text_key, limit)
-        kind = "jsonl"
+    ids, chars, docs, kind = _read_stream(model, tokenizer, paths, limit, text_key)
     stride = seq_length if stride is None else stride
     n_windows = len(window_plan(len(ids), seq_length, stride))
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
     if progress_factory is not None:
         with progress_factory("perplexity", n_windows) as update:
@@ -197,5 +216,6 @@ def evaluate_perplexity(
         "windows": len(windows),
         "seconds": round(seconds, 3),
         "tokens_per_s": round(count / seconds, 1) if seconds > 0 else None,
+        **_peak_memory(device),
     }
     return summary, windows

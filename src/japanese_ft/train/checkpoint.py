@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from japanese_ft.train.distributed import World, barrier, is_fsdp
+from japanese_ft.train.distributed import World, barrier
+from japanese_ft.train.structure import is_fsdp
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 

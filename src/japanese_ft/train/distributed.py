@@ -1,4 +1,4 @@
-"""Process-group setup from torchrun's environment, FSDP2 sharding, and small collectives.
+"""Process-group setup from torchrun's environment, FSDP2 sharding (full modes), DDP (LoRA), small collectives.
 
 `torchrun --nproc_per_node N` (or multi-node torchrun / srun) sets RANK, LOCAL_RANK, WORLD_SIZE,
 MASTER_ADDR, MASTER_PORT; one process without them is world size 1 and uses no process group.
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from japanese_ft.train.structure import decoder_layers, is_ddp, is_fsdp
 
 
 @dataclass
@@ -73,43 +75,18 @@ def all_reduce_sum(t: torch.Tensor, world: World) -> torch.Tensor:
     return t
 
 
-def all_reduce_max(t: torch.Tensor, world: World) -> torch.Tensor:
-    if world.distributed:
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return t
-
-
 def barrier(world: World) -> None:
     if world.distributed:
         dist.barrier()
 
 
-def broadcast_object(obj, world: World):
-    if not world.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def decoder_layers(model) -> list:
-    """The transformer blocks (the classes HF lists in `_no_split_modules`), in order."""
-    names = set()
-    for m in model.modules():
-        names.update(getattr(m, "_no_split_modules", None) or [])
-    layers = [m for m in model.modules() if type(m).__name__ in names]
-    if not layers:  # fall back to the largest ModuleList
-        lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-        if lists:
-            layers = list(max(lists, key=len))
-    return layers
-
-
-def apply_fsdp(model, world: World, bf16: bool = False):
+def apply_fsdp(model, world: World, bf16: bool = False, reshard_after_forward: bool = True):
     """FSDP2: `fully_shard` every decoder layer, then the root (embeddings, final norm, head).
 
     bf16 (CUDA): parameters are all-gathered in bf16 for compute, gradients reduced in fp32, and
-    the sharded master weights and optimizer state stay fp32.
+    the sharded master weights and optimizer state stay fp32. `reshard_after_forward=False` keeps
+    each layer's gathered weights from forward to backward (one all-gather per layer and micro
+    batch instead of two, at the cost of holding the full bf16 weights).
     """
     from torch.distributed.device_mesh import init_device_mesh
 
@@ -125,37 +102,25 @@ def apply_fsdp(model, world: World, bf16: bool = False):
     layers = decoder_layers(model)
     for i, layer in enumerate(layers):
         # the last layer's parameters are needed again at once in backward: keep them gathered
-        fully_shard(layer, reshard_after_forward=i < len(layers) - 1, **kwargs)
-    fully_shard(model, **kwargs)
+        fully_shard(layer, reshard_after_forward=reshard_after_forward and i < len(layers) - 1, **kwargs)
+    fully_shard(model, **kwargs)  # the root keeps its weights gathered after forward (FSDP2's default)
     return model
 
 
-def is_fsdp(model) -> bool:
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:
-        from torch.distributed._composable.fsdp import FSDPModule
-    return isinstance(model, FSDPModule)
+def replicate(model, world: World):
+    """DDP for replicated training (LoRA on several ranks): the adapters' gradients are averaged in
+    buckets while backward still runs, instead of in one flat all-reduce after it. Returns the
+    wrapper to run forward through; the unwrapped model keeps serving saving and evaluation."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [world.device.index] if world.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, gradient_as_bucket_view=True)
 
 
 def set_gradient_sync(model, enabled: bool) -> None:
-    """FSDP2: skip the reduce-scatter on all but the last gradient-accumulation micro-batch."""
+    """Skip the gradient reduction on all but the last gradient-accumulation micro-batch (FSDP2:
+    no reduce-scatter; DDP: what `no_sync()` does)."""
     if is_fsdp(model):
         model.set_requires_gradient_sync(enabled)
-
-
-def average_gradients(params, world: World) -> None:
-    """Replicated training (LoRA on several ranks): average gradients over ranks."""
-    if not world.distributed:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    flat /= world.size
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset : offset + n].view_as(g))
-        offset += n
+    elif is_ddp(model):
+        model.require_backward_grad_sync = enabled

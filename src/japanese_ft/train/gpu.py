@@ -1,34 +1,39 @@
-"""GPU speed helpers used by the training loop and benchmarks/train_throughput.py.
+"""GPU speed settings of the training engine: what to compile, how, and the matmul/optimizer knobs.
 
-Measured on H100/H200 (docs/benchmarks.md): what pays for Qwen2.5-0.5B-class models is
-`torch.compile` of each decoder layer (one compiled graph reused by all layers, so compiling takes
-seconds, not minutes), the chunked linear cross-entropy of `train/loss.py` (no full fp32 logits)
-and the larger micro-batch the freed memory allows. Everything here is a no-op on CPU.
+`SpeedOptions` gathers the levers that `benchmarks/train_throughput.py --mode levers` sweeps; its
+defaults are what `jft train` uses. Measured on H100/H200 (docs/benchmarks.md): what pays for
+Qwen2.5-0.5B-class models is `torch.compile` of each decoder layer (one compiled graph reused by
+all layers, so compiling takes seconds, not minutes), the chunked linear cross-entropy of
+`train/loss.py` (no full fp32 logits) and the larger micro-batch the freed memory allows.
+Compilation and these settings apply on CUDA only; CPU runs stay eager.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from japanese_ft.train.loss import unwrap_causal_lm
+from japanese_ft.train.structure import decoder_layers, unwrap_causal_lm
 
 
-def decoder_layer_modules(model: nn.Module) -> list[nn.Module]:
-    """The transformer blocks of an HF causal LM (inside PEFT / compile wrappers)."""
-    lm = unwrap_causal_lm(model)
-    decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else getattr(lm, "model", None)
-    layers = getattr(decoder, "layers", None)
-    if isinstance(layers, nn.ModuleList) and len(layers):
-        return list(layers)
-    names = set()
-    for m in lm.modules():
-        names.update(getattr(m, "_no_split_modules", None) or [])
-    return [m for m in lm.modules() if type(m).__name__ in names]
+@dataclass
+class SpeedOptions:
+    """Engine levers (CUDA). `compile`: "layers" (each decoder layer), "decoder" (the whole decoder
+    body as one graph; single process only) or "none". `compile_mode`: torch.compile's mode
+    ("default", "max-autotune-no-cudagraphs", "reduce-overhead" = CUDA graphs)."""
+
+    compile: str = "layers"
+    compile_mode: str = "default"
+    loss_chunk_size: int = 4096  # tokens per chunk of the linear cross-entropy
+    fused_optimizer: bool = True  # fused AdamW kernel (False: foreach)
+    matmul_precision: str = "high"  # bf16 runs: torch.set_float32_matmul_precision ("high" = TF32 for fp32 matmuls)
+    fsdp_reshard_after_forward: bool | None = None  # None: reshard only if the bf16 weights are > 10% of GPU memory
 
 
 def configure_dynamo(max_layers: int = 64) -> None:
-    """Static shapes (no surprise dynamic recompiles) and room for one graph per shape and layer."""
+    """Room for one graph per shape and layer (static shapes: no surprise dynamic recompiles)."""
     import torch._dynamo as dynamo
 
     dynamo.config.cache_size_limit = max(dynamo.config.cache_size_limit, 64)
@@ -36,39 +41,40 @@ def configure_dynamo(max_layers: int = 64) -> None:
         dynamo.config.accumulated_cache_size_limit = max(dynamo.config.accumulated_cache_size_limit, 8 * max_layers)
 
 
-def compile_layers(model: nn.Module, mode: str | None = None, fullgraph: bool = False) -> int:
-    """`layer.compile()` each decoder layer in place; returns how many were compiled.
+def compile_model(model: nn.Module, scope: str = "layers", mode: str = "default", fullgraph: bool = False) -> int:
+    """Compile in place; returns the number of compiled modules.
 
-    Compiling the layers (not the whole model) keeps the model's module tree unchanged, so
-    FSDP2's `fully_shard`, PEFT and `causal_lm_loss` see the usual structure, and the same graph
-    serves every layer.
+    "layers" compiles every decoder layer (`layer.compile()`): the module tree stays unchanged, so
+    FSDP2, PEFT and `causal_lm_loss` see the usual structure, and one graph serves every layer.
+    "decoder" compiles the decoder body (embeddings, all layers, final norm) as one module.
     """
-    layers = decoder_layer_modules(model)
-    if not layers:
+    if scope == "none":
         return 0
-    configure_dynamo(len(layers))
     kwargs = {"fullgraph": fullgraph}
     if mode and mode != "default":
         kwargs["mode"] = mode
+    if scope == "decoder":
+        lm = unwrap_causal_lm(model)
+        decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else getattr(lm, "model", None)
+        if decoder is None:
+            raise ValueError("compile scope 'decoder': the model has no decoder module")
+        configure_dynamo(1)
+        decoder.compile(**kwargs)
+        return 1
+    if scope != "layers":
+        raise ValueError(f"compile scope {scope!r}: choose layers, decoder or none")
+    layers = decoder_layers(model)
+    configure_dynamo(len(layers))
     for layer in layers:
         layer.compile(**kwargs)
     return len(layers)
 
 
-def cuda_speed_defaults() -> None:
-    """Process-wide CUDA settings that only help: TF32 for any fp32 matmul, cuDNN autotune."""
+def apply_matmul_settings(options: SpeedOptions) -> None:
+    """Process-wide matmul precision for fp32 matmuls (TF32 when "high"); bf16 autocast matmuls
+    are unaffected. No cuDNN setting is touched: the models here use no convolutions."""
     if torch.cuda.is_available():
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
-def peak_memory_gib(device=None) -> dict:
-    if not torch.cuda.is_available():
-        return {}
-    return {
-        "peak_allocated_gib": torch.cuda.max_memory_allocated(device) / 2**30,
-        "peak_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30,
-    }
+        torch.set_float32_matmul_precision(options.matmul_precision)
 
 
 def resolve_attn_implementation(name: str, device_type: str, packed: bool) -> str:

@@ -1,47 +1,34 @@
-"""The one training loop for cpt, sft and lora.
+"""The one training loop for cpt, sft and lora, organised the torchtitan way.
+
+`train(cfg)` = `setup` (distributed, data, model, engine, resume), then per step
+`train_step` (train/step.py: one global batch), `check_finite`, `record`, `maybe_eval`,
+`maybe_save`, `should_stop`, and at the end `finish` (final model, plot, summary).
 
 The modes differ only in two places: `build_data` (token-file windows vs. templated JSONL
 examples) and `build_model` (all parameters train vs. LoRA adapters through PEFT). Everything else
 -- loss, gradient accumulation, optimizer, schedule, checkpoints, metrics, signals -- is shared.
-
-Loss normalisation: each micro-batch returns (sum of token CEs, token count) from
-`causal_lm_loss`; before the first backward of a step the loop sums the target-token counts of
-all its micro-batches on all ranks, and every micro-batch's backward uses
-loss_sum * world_size / global_count (the world_size cancels the gradient averaging over ranks).
-So micro 1 x accum 4, micro 4 x accum 1 and 2 ranks x micro 2 give the same update.
+Progress goes to the `console`/`progress` the caller passes in (the CLI passes Rich ones); this
+module does not import the UI layer.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from japanese_ft.config import RunConfig, save_config
 from japanese_ft.errors import UserError
 from japanese_ft.train.checkpoint import CheckpointConfig, Checkpointer, save_model
-from japanese_ft.train.distributed import (
-    World,
-    all_reduce_max,
-    all_reduce_sum,
-    apply_fsdp,
-    average_gradients,
-    barrier,
-    decoder_layers,
-    env_world_size,
-    set_gradient_sync,
-    setup_distributed,
-    teardown,
-)
+from japanese_ft.train.distributed import World, barrier, env_world_size, setup_distributed, teardown
 from japanese_ft.train.gpu import resolve_attn_implementation
-from japanese_ft.train.loss import causal_lm_loss
 from japanese_ft.train.metrics import MetricsLogger, plot_training_curve
-from japanese_ft.train.schedule import ScheduleConfig, build_scheduler
+from japanese_ft.train.step import Engine, StepStats, evaluate_loss, make_engine, train_step
 
 
 class TrainingDiverged(UserError):
@@ -126,7 +113,8 @@ def _enable_activation_checkpointing(model) -> None:
 
 
 def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
-    """Full modes: every parameter trains (fp32 master weights). lora: frozen base + adapters."""
+    """The model on `world.device` with its trainable parameters set. Full modes: every parameter
+    trains (fp32 master weights). lora: frozen base + adapters. `make_engine` compiles and shards."""
     from japanese_ft.model.load import load_model
 
     on_cuda = world.device.type == "cuda"
@@ -149,29 +137,7 @@ def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
         model.config.use_cache = False
         if cfg.model.gradient_checkpointing:
             _enable_activation_checkpointing(model)
-    model.to(world.device)
-    if cfg.model.compile and on_cuda:  # per-layer compile: ~1.6x on GPU (docs/benchmarks.md); CPU stays eager
-        for layer in decoder_layers(model):
-            layer.compile()
-    if cfg.mode != "lora" and world.distributed:
-        apply_fsdp(model, world, bf16=on_cuda and cfg.train.precision == "bf16")
-    model.train()
-    return model
-
-
-def build_optimizer(model, cfg: RunConfig, world: World):
-    """AdamW; weight decay on matrices only (not norms/biases). fused on CUDA, foreach on CPU."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    kwargs = {"lr": cfg.train.lr, "betas": tuple(cfg.train.betas), "eps": 1e-8}
-    if world.device.type == "cuda":
-        kwargs["fused"] = True
-    return torch.optim.AdamW(groups, **kwargs)
+    return model.to(world.device)
 
 
 # ---- helpers --------------------------------------------------------------------------------
@@ -203,206 +169,219 @@ class StopFlag:
             signal.signal(sig, old)
 
 
-def _autocast(cfg: RunConfig, world: World):
-    if world.device.type == "cuda" and cfg.train.precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+class Reporter:
+    """Messages and per-step progress, from rank 0 only.
+
+    `console`: anything with `.print(text)` (the CLI passes Rich's stderr console).
+    `progress(advance, text)`: a progress bar's update (the CLI passes `ui.count_progress`'s).
+    Step lines go to the console every ~5 % of the run when there is no bar or the console is
+    not a terminal (logs, CI)."""
+
+    def __init__(self, world: World, max_steps: int, console=None, progress: Callable | None = None) -> None:
+        self.on = world.is_main
+        self.console, self.progress = console, progress
+        self.every = max(1, max_steps // 20)
+        self.max_steps = max_steps
+        self.lines = console is not None and (progress is None or not getattr(console, "is_terminal", False))
+
+    def say(self, msg: str) -> None:
+        if self.on and self.console is not None:
+            self.console.print(msg, highlight=False)
+
+    def start(self, step: int) -> None:
+        if self.on and self.progress is not None:
+            self.progress(step)
+
+    def step(self, step: int, stats: StepStats, avg_tokens_per_s: float) -> None:
+        if not self.on:
+            return
+        if self.progress is not None:
+            self.progress(1, f"loss {stats.loss:.4f}  lr {stats.lr:.2e}  {avg_tokens_per_s:,.0f} tok/s")
+        if self.lines and (step % self.every == 0 or step == self.max_steps):
+            self.say(f"step {step}/{self.max_steps} loss {stats.loss:.4f} lr {stats.lr:.2e} "
+                     f"grad_norm {stats.grad_norm:.3f} {avg_tokens_per_s:,.0f} tok/s")
 
 
-def _to_device(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+@dataclass
+class Run:
+    """Everything one training run holds between steps."""
 
-
-def _target_count(batch: dict) -> int:
-    return int((batch["labels"][:, 1:] != -100).sum())
-
-
-def evaluate(model, loader, n_batches: int, micro: int, cfg: RunConfig, world: World) -> float | None:
-    if loader is None or n_batches <= 0:
-        return None
-    model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=world.device)
-    with torch.no_grad():
-        for _ in range(n_batches):
-            batch = loader.next_batch(micro)
-            batch.pop("num_tokens", None)
-            batch = _to_device(batch, world.device)
-            with _autocast(cfg, world):
-                loss_sum, count = causal_lm_loss(model, **batch)
-            total[0] += loss_sum.double()
-            total[1] += count
-    model.train()
-    all_reduce_sum(total, world)
-    return float(total[0] / total[1]) if total[1] > 0 else None
-
-
-def _grad_norm(params, max_norm: float) -> float:
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
-    if hasattr(norm, "full_tensor"):
-        norm = norm.full_tensor()
-    return float(norm)
-
-
-def _embedding_param_ids(model) -> set[int]:
-    """ids of the input and output embedding weights (one tensor when they are tied)."""
-    out = model.get_output_embeddings()
-    return {id(model.get_input_embeddings().weight)} | ({id(out.weight)} if out is not None else set())
+    cfg: RunConfig
+    world: World
+    report: Reporter
+    out: Path
+    accum: int
+    ckpt: Checkpointer
+    tokenizer: object
+    train_data: object
+    val_factory: Callable | None
+    engine: Engine
+    metrics: MetricsLogger
+    result: TrainResult
+    step: int = 0
+    tokens_seen: int = 0
+    last_saved: int = -1
+    start_time: float = 0.0
+    tokens_at_start: int = 0
 
 
 # ---- the loop -------------------------------------------------------------------------------
 
 
-def train(cfg: RunConfig, console=None) -> TrainResult:
-    """Run (or resume) the training described by cfg; returns a summary."""
+def setup(cfg: RunConfig, world: World, report: Reporter) -> Run:
+    """Output directory, data, model, engine; resume from the newest checkpoint when there is one."""
     from japanese_ft.model.lora import count_parameters
+
+    out = Path(cfg.output_dir)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    barrier(world)
+    t = cfg.train
+    accum = t.global_batch_size // (t.micro_batch_size * world.size)
+    ckpt = Checkpointer(CheckpointConfig(str(out), t.keep_last, cfg.mode == "lora"), world)
+    ckpt.clean_partial()
+    resume_dir = ckpt.latest()
+
+    torch.manual_seed(t.seed)  # same LoRA init on every rank
+    tokenizer = load_run_tokenizer(cfg)
+    train_data, val_factory, data_stats = build_data(cfg, tokenizer, world)
+    model = build_model(cfg, world, resume_dir)
+    trainable, total = count_parameters(model)
+    report.say(f"{cfg.mode}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.4f}%), "
+               f"world size {world.size} on {world.device.type}, micro {t.micro_batch_size} x accum {accum} x ranks "
+               f"{world.size} = global batch {t.global_batch_size}")
+    engine = make_engine(model, cfg, world)
+    torch.manual_seed(t.seed + world.rank)  # dropout noise differs per rank
+
+    step, tokens_seen = 0, 0
+    if resume_dir is not None:
+        state = ckpt.load_training_state(resume_dir, engine.model, engine.optimizer, engine.scheduler)
+        train_data.load_state_dict(state["data"])
+        step, tokens_seen = int(state["step"]), int(state.get("tokens", 0))
+        report.say(f"resuming from {resume_dir} (step {step})")
+    if world.is_main:
+        save_config(cfg, out / "config.yaml")
+    result = TrainResult(status="already_complete" if step >= t.max_steps else "completed", step=step, output_dir=str(out),
+                         trainable_params=trainable, total_params=total, world_size=world.size,
+                         device=str(world.device), data=data_stats)
+    return Run(cfg, world, report, out, accum, ckpt, tokenizer, train_data, val_factory, engine,
+               MetricsLogger(out, enabled=world.is_main, resume_step=step), result, step=step, tokens_seen=tokens_seen,
+               last_saved=step if resume_dir is not None else -1, start_time=time.perf_counter(),
+               tokens_at_start=tokens_seen)
+
+
+def next_micro_batches(run: Run) -> list[dict]:
+    return [run.train_data.next_batch(run.cfg.train.micro_batch_size) for _ in range(run.accum)]
+
+
+def check_finite(run: Run, stats: StepStats) -> None:
+    """A NaN/inf loss or gradient norm ends the run without saving (the step was not applied)."""
+    if stats.finite:
+        return
+    bad_loss = not math.isfinite(stats.loss)
+    latest = run.ckpt.latest()
+    where = f"; the last good checkpoint is {latest}" if latest else "; no checkpoint was saved"
+    raise TrainingDiverged(f"{'loss' if bad_loss else 'gradient norm'} became {stats.loss if bad_loss else stats.grad_norm} "
+                           f"at step {run.step + 1}; stopped without saving{where}")
+
+
+def record(run: Run, stats: StepStats) -> None:
+    """Advance the counters; metrics.jsonl line, progress."""
+    run.step += 1
+    run.tokens_seen += stats.n_tokens
+    run.result.losses.append((run.step, stats.loss))
+    run.result.loss = stats.loss
+    t = run.cfg.train
+    if run.step % max(1, t.log_every) == 0 or run.step == t.max_steps:
+        run.metrics.log({"step": run.step, "loss": stats.loss, "lr": stats.lr, "grad_norm": stats.grad_norm,
+                         "tokens": run.tokens_seen, "tokens_per_s": stats.n_tokens / stats.seconds if stats.seconds > 0 else 0.0,
+                         "loss_tokens": stats.n_targets})
+    elapsed = time.perf_counter() - run.start_time
+    run.report.step(run.step, stats, (run.tokens_seen - run.tokens_at_start) / elapsed if elapsed > 0 else 0.0)
+
+
+def maybe_eval(run: Run) -> None:
+    t = run.cfg.train
+    if run.val_factory is None or t.eval_every <= 0 or not (run.step % t.eval_every == 0 or run.step == t.max_steps):
+        return
+    # eval_batches global batches: the same windows/examples for any world size
+    val_loss = evaluate_loss(run.engine, run.val_factory(), t.eval_batches * run.accum, t.micro_batch_size)
+    if val_loss is not None:
+        run.metrics.log({"step": run.step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})
+        run.result.val_loss = val_loss
+        run.report.say(f"step {run.step}: val_loss {val_loss:.4f}")
+
+
+def save_checkpoint(run: Run) -> None:
+    e = run.engine
+    state = {"data": run.train_data.state_dict(), "tokens": run.tokens_seen}
+    path = run.ckpt.save(run.step, e.model, e.optimizer, e.scheduler, state, run.tokenizer, run.cfg)
+    run.last_saved = run.step
+    run.result.checkpoint = str(path)
+
+
+def maybe_save(run: Run) -> None:
+    t = run.cfg.train
+    if (t.save_every > 0 and run.step % t.save_every == 0) or run.step == t.max_steps:
+        save_checkpoint(run)
+
+
+def should_stop(run: Run, stats: StepStats, stop: StopFlag) -> bool:
+    """A signal stops the run after the current step. With several ranks the request travels in
+    the next step's counts all-reduce, so every rank stops after the same step."""
+    return stats.stop or (not run.world.distributed and stop.signal is not None)
+
+
+def stop_early(run: Run, stop: StopFlag) -> None:
+    if run.last_saved != run.step:
+        save_checkpoint(run)
+    run.result.status = "stopped"
+    run.report.say(f"{stop.signal or 'stop signal'}: saved {run.result.checkpoint} at step {run.step}; "
+                   "re-run the same command to resume")
+
+
+def finish(run: Run) -> TrainResult:
+    """final/ (unless stopped early), metrics closed, training_curve.png; the summary."""
+    result = run.result
+    result.step, result.tokens = run.step, run.tokens_seen
+    result.seconds = time.perf_counter() - run.start_time
+    result.tokens_per_s = (run.tokens_seen - run.tokens_at_start) / result.seconds if result.seconds > 0 else 0.0
+    if result.status != "stopped":
+        final = run.out / "final"
+        write_final(run.engine.model, run.tokenizer, final, run.cfg.mode == "lora", run.world, run.cfg)
+        result.final_dir = str(final)
+    run.metrics.close()
+    if run.world.is_main:
+        plot_training_curve(run.out / "metrics.jsonl", run.out / "training_curve.png")
+    if result.checkpoint is None and run.ckpt.latest():
+        result.checkpoint = str(run.ckpt.latest())
+    return result
+
+
+def train(cfg: RunConfig, console=None, progress: Callable | None = None) -> TrainResult:
+    """Run (or resume) the training described by cfg; returns a summary.
+
+    `console` receives messages (`.print`), `progress(advance, text)` one update per step; both
+    only on rank 0 and both optional (see `Reporter`)."""
     from japanese_ft.train.checks import preflight
-    from japanese_ft.ui import count_progress
 
     preflight(cfg, env_world_size())  # before any process group, model or data
     world = setup_distributed(cfg.train.device)
     try:
-
-        def say(msg: str) -> None:
-            if world.is_main and console is not None:
-                console.print(msg, highlight=False)
-
-        out = Path(cfg.output_dir)
-        if world.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        barrier(world)
-        t = cfg.train
-        accum = t.global_batch_size // (t.micro_batch_size * world.size)
-        lora = cfg.mode == "lora"
-        ckpt = Checkpointer(CheckpointConfig(str(out), t.keep_last, lora), world)
-        ckpt.clean_partial()
-        resume_dir = ckpt.latest()
-
-        torch.manual_seed(t.seed)  # same LoRA init on every rank
-        tokenizer = load_run_tokenizer(cfg)
-        train_data, val_factory, data_stats = build_data(cfg, tokenizer, world)
-        model = build_model(cfg, world, resume_dir)
-        trainable, total = count_parameters(model)
-        say(f"{cfg.mode}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.4f}%), "
-            f"world size {world.size} on {world.device.type}, micro {t.micro_batch_size} x accum {accum} x ranks {world.size} "
-            f"= global batch {t.global_batch_size}")
-        optimizer = build_optimizer(model, cfg, world)
-        schedule = ScheduleConfig(t.lr, t.min_lr, t.warmup_steps, t.max_steps, t.schedule)
-        scheduler = build_scheduler(optimizer, schedule)
-        torch.manual_seed(t.seed + world.rank)  # dropout noise differs per rank
-
-        step, tokens_seen = 0, 0
-        if resume_dir is not None:
-            state = ckpt.load_training_state(resume_dir, model, optimizer, scheduler)
-            train_data.load_state_dict(state["data"])
-            step, tokens_seen = int(state["step"]), int(state.get("tokens", 0))
-            say(f"resuming from {resume_dir} (step {step})")
-        if world.is_main:
-            save_config(cfg, out / "config.yaml")
-        metrics = MetricsLogger(out, enabled=world.is_main, resume_step=step)
-        result = TrainResult(status="completed", step=step, output_dir=str(out), trainable_params=trainable,
-                             total_params=total, world_size=world.size, device=str(world.device), data=data_stats)
-        params = [p for p in model.parameters() if p.requires_grad]
-        embeddings = _embedding_param_ids(model) if t.embedding_warmup_steps else set()
-        last_saved = step if resume_dir is not None else -1
-
-        def trainer_state():
-            return {"data": train_data.state_dict(), "tokens": tokens_seen}
-
-        def save_checkpoint():
-            nonlocal last_saved
-            path = ckpt.save(step, model, optimizer, scheduler, trainer_state(), tokenizer, cfg)
-            last_saved = step
-            result.checkpoint = str(path)
-            return path
-
-        if step >= t.max_steps:
-            result.status = "already_complete"
-        start_time = time.perf_counter()
-        tokens_at_start = tokens_seen
-        print_every = max(1, t.max_steps // 20)
-        with StopFlag() as stop, count_progress(f"{cfg.mode}", t.max_steps) as progress:
-            progress(step)
-            while step < t.max_steps:
-                t0 = time.perf_counter()
-                micro_batches = [train_data.next_batch(t.micro_batch_size) for _ in range(accum)]
-                real_tokens = sum(int(b.pop("num_tokens", b["input_ids"].numel())) for b in micro_batches)
-                counts = torch.tensor([sum(_target_count(b) for b in micro_batches), real_tokens],
-                                      dtype=torch.float64, device=world.device)
-                all_reduce_sum(counts, world)
-                n_targets, n_tokens = int(counts[0]), int(counts[1])
-                scale = world.size / max(n_targets, 1)
-                loss_total = torch.zeros((), dtype=torch.float64, device=world.device)
-                for i, batch in enumerate(micro_batches):
-                    set_gradient_sync(model, i == accum - 1)
-                    batch = _to_device(batch, world.device)
-                    with _autocast(cfg, world):
-                        loss_sum, _ = causal_lm_loss(model, **batch)
-                    (loss_sum * scale).backward()
-                    loss_total += loss_sum.detach().double()
-                if lora:
-                    average_gradients(params, world)
-                all_reduce_sum(loss_total, world)
-                loss = float(loss_total) / max(n_targets, 1)
-                if step < t.embedding_warmup_steps:  # embedding warm-up: AdamW skips parameters without a gradient
-                    for p in params:
-                        if id(p) not in embeddings:
-                            p.grad = None
-                grad_norm = _grad_norm(params, t.grad_clip)
-                if not math.isfinite(loss) or not math.isfinite(grad_norm):
-                    optimizer.zero_grad(set_to_none=True)
-                    where = f"; the last good checkpoint is {ckpt.latest()}" if ckpt.latest() else "; no checkpoint was saved"
-                    raise TrainingDiverged(
-                        f"{'loss' if not math.isfinite(loss) else 'gradient norm'} became "
-                        f"{loss if not math.isfinite(loss) else grad_norm} at step {step + 1}; stopped without saving{where}"
-                    )
-                lr = scheduler.get_last_lr()[0]
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                tokens_seen += n_tokens
-                dt = time.perf_counter() - t0
-                record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": tokens_seen,
-                          "tokens_per_s": n_tokens / dt if dt > 0 else 0.0, "loss_tokens": n_targets}
-                result.losses.append((step, loss))
-                if step % max(1, t.log_every) == 0 or step == t.max_steps:
-                    metrics.log(record)
-                elapsed = time.perf_counter() - start_time
-                avg_tps = (tokens_seen - tokens_at_start) / elapsed if elapsed > 0 else 0.0
-                progress(1, f"loss {loss:.4f}  lr {lr:.2e}  {avg_tps:,.0f} tok/s")
-                if world.is_main and console is not None and not console.is_terminal and (step % print_every == 0 or step == t.max_steps):
-                    say(f"step {step}/{t.max_steps} loss {loss:.4f} lr {lr:.2e} grad_norm {grad_norm:.3f} {avg_tps:,.0f} tok/s")
-                result.loss = loss
-                if val_factory is not None and t.eval_every > 0 and (step % t.eval_every == 0 or step == t.max_steps):
-                    # eval_batches global batches: the same windows/examples for any world size
-                    val_loss = evaluate(model, val_factory(), t.eval_batches * accum, t.micro_batch_size, cfg, world)
-                    if val_loss is not None:
-                        metrics.log({"step": step, "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50))})
-                        result.val_loss = val_loss
-                        say(f"step {step}: val_loss {val_loss:.4f}")
-                if (t.save_every > 0 and step % t.save_every == 0) or step == t.max_steps:
-                    save_checkpoint()
-                flag = torch.tensor([1.0 if stop.signal else 0.0], device=world.device)
-                if float(all_reduce_max(flag, world)) > 0:
-                    if last_saved != step:
-                        save_checkpoint()
-                    result.status = "stopped"
-                    say(f"{stop.signal or 'stop signal'}: saved {result.checkpoint} at step {step}; re-run the same command to resume")
+        run = setup(cfg, world, Reporter(world, cfg.train.max_steps, console, progress))
+        with StopFlag() as stop:
+            run.report.start(run.step)
+            while run.step < cfg.train.max_steps:
+                stats = train_step(run.engine, next_micro_batches(run), stop_requested=stop.signal is not None,
+                                   embeddings_only=run.step < cfg.train.embedding_warmup_steps)
+                check_finite(run, stats)
+                record(run, stats)
+                maybe_eval(run)
+                maybe_save(run)
+                if should_stop(run, stats, stop):
+                    stop_early(run, stop)
                     break
-        result.step = step
-        result.tokens = tokens_seen
-        result.seconds = time.perf_counter() - start_time
-        result.tokens_per_s = (tokens_seen - tokens_at_start) / result.seconds if result.seconds > 0 else 0.0
-        if result.status != "stopped":
-            final = out / "final"
-            write_final(model, tokenizer, final, lora, world, cfg)
-            result.final_dir = str(final)
-        metrics.close()
-        if world.is_main:
-            plot_training_curve(out / "metrics.jsonl", out / "training_curve.png")
-        if result.checkpoint is None and ckpt.latest():
-            result.checkpoint = str(ckpt.latest())
-        return result
+        return finish(run)
     finally:
         teardown(world)
 

@@ -1,7 +1,7 @@
 """Causal-LM loss that never builds the full ``[tokens, vocab]`` fp32 logits.
 
 ``causal_lm_loss(model, input_ids, labels, ...)`` returns ``(loss_sum, n_tokens)``: the fp32 sum
-of next-token cross-entropies over label positions != -100 (after the usual causal shift; labels
+of next-token cross-entropies over label positions != IGNORE_INDEX (after the usual causal shift; labels
 follow the Hugging Face convention and have the same length as ``input_ids``), and the number of
 such tokens as a tensor. Dividing by a count gathered over all gradient-accumulation micro-batches
 (and ranks) gives a correctly normalized loss.
@@ -16,73 +16,30 @@ On CUDA the per-chunk elementwise part (fp32 log-softmax, gradient, cast back) i
 ``torch.compile``-fused kernel, which reads the bf16 logits twice instead of materializing fp32
 copies of them.
 
-Model structures understood: plain HF causal LMs (``model.get_decoder()`` / ``.model`` plus
-``get_output_embeddings()``), PEFT wrappers (``get_base_model()``), ``torch.compile`` wrappers
-(``_orig_mod``; compile the decoder *layers* in place if you want compiled speed with this loss),
-and FSDP2-wrapped models (the root forward runs with the head swapped for an identity, so FSDP's
-hooks all fire). Anything else falls back to ``model(...).logits`` with an ordinary fp32 CE.
+Evaluation uses the same rule without gradients: ``causal_lm_row_nll`` returns per-row sums of
+-log p over the label positions (perplexity windows, multiple-choice continuations), chunk by
+chunk, so evaluation never holds [batch, tokens, vocab] fp32 logits either.
+
+Model structures understood (`train/structure.py`): plain HF causal LMs, PEFT, ``torch.compile``
+(compile the decoder *layers* in place if you want compiled speed with this loss), DDP and FSDP2
+(their root forward runs with the head swapped for an identity, so their hooks all fire).
+Anything else falls back to ``model(...).logits`` with an ordinary fp32 CE.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_INDEX = -100
+from japanese_ft.data.sft import IGNORE_INDEX
+from japanese_ft.train.structure import is_ddp, is_fsdp, lm_parts
 
-
-# ---- structure discovery ------------------------------------------------------------------
-
-
-def _unwrap_compiled(model: nn.Module) -> nn.Module:
-    while hasattr(model, "_orig_mod") and isinstance(getattr(model, "_orig_mod"), nn.Module):
-        model = model._orig_mod
-    return model
-
-
-def _is_fsdp(module: nn.Module) -> bool:
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except Exception:  # pragma: no cover - very old torch
-        return False
-    return isinstance(module, FSDPModule)
-
-
-def unwrap_causal_lm(model: nn.Module) -> nn.Module:
-    """The HF ``*ForCausalLM`` inside compile/PEFT wrappers (LoRA layers stay injected)."""
-    model = _unwrap_compiled(model)
-    if hasattr(model, "get_base_model") and callable(model.get_base_model):
-        model = _unwrap_compiled(model.get_base_model())
-    return model
-
-
-def _parts(model: nn.Module):
-    """(causal_lm, decoder, head_module, head_attr_name) or None when the structure is unknown."""
-    lm = unwrap_causal_lm(model)
-    head = None
-    if hasattr(lm, "get_output_embeddings"):
-        try:
-            head = lm.get_output_embeddings()
-        except Exception:
-            head = None
-    if type(head) is not nn.Linear or getattr(head, "bias", None) is not None:
-        return None  # e.g. a LoRA-wrapped head or a biased head: use the generic path
-    head_name = next((n for n, m in lm.named_children() if m is head), None)
-    decoder = None
-    if hasattr(lm, "get_decoder"):
-        try:
-            decoder = lm.get_decoder()
-        except Exception:
-            decoder = None
-    if decoder is None:
-        decoder = getattr(lm, "model", None)
-    if not isinstance(decoder, nn.Module) or decoder is lm or head_name is None:
-        return None
-    return lm, decoder, head, head_name
 
 
 @contextlib.contextmanager
@@ -96,6 +53,12 @@ def _head_replaced_by_identity(lm: nn.Module, head_name: str):
 
 
 # ---- chunked linear + cross-entropy ---------------------------------------------------------
+
+
+def _ce_chunk_per_token(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """fp32 logsumexp(logits) - logits[target], per row."""
+    x = logits.float()
+    return torch.logsumexp(x, dim=-1) - x.gather(1, targets[:, None]).squeeze(1)
 
 
 def _ce_chunk_eager(logits: torch.Tensor, targets: torch.Tensor, want_grad: bool):
@@ -209,6 +172,71 @@ def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     return weight.dtype
 
 
+def _tiled_nll(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, vocab_block: int) -> torch.Tensor:
+    """-log softmax(hidden @ weight.T)[target] per row, over [rows, vocab_block] logit tiles (they
+    stay in cache) with a running max and sum per row (the online logsumexp)."""
+    rows, vocab = hidden.shape[0], weight.shape[0]
+    buf = torch.empty(rows, min(vocab_block, vocab), dtype=torch.float32)
+    top = torch.full((rows,), float("-inf"))
+    total = torch.zeros(rows)
+    wt = weight.t()
+    for v in range(0, vocab, vocab_block):
+        x = torch.mm(hidden, wt[:, v : v + vocab_block], out=buf[:, : min(vocab_block, vocab - v)])
+        new_top = torch.maximum(top, x.amax(1))
+        total.mul_(torch.exp(top - new_top))
+        # terms more than 80 below the max are < 2e-35 of it: clamping keeps exp off its very slow
+        # denormal path without changing any fp32 sum
+        total.add_(x.sub_(new_top[:, None]).clamp_(min=-80.0).exp_().sum(1))
+        top = new_top
+    return total.log_().add_(top).sub_((hidden * weight.index_select(0, targets)).sum(1))
+
+
+def _per_token_cpu_fp32(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int,
+                        vocab_block: int = 512) -> torch.Tensor:
+    """The CPU fp32 case: chunks of `chunk_size` rows spread over one Python thread per core, each
+    running single-threaded torch ops on cache-sized tiles. Measured on a shared 2-core CPU
+    (docs/benchmarks.md): 2x the whole-vocabulary chunks, whose every pass went to memory, and
+    far better than small multi-threaded ops, whose thread barriers stall when the cores are busy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = hidden.shape[0]
+    out = torch.empty(n, dtype=torch.float32)
+    threads = torch.get_num_threads()
+
+    @torch.inference_mode()
+    def work(start: int) -> None:
+        end = min(start + chunk_size, n)
+        out[start:end] = _tiled_nll(hidden[start:end], weight, targets[start:end], vocab_block)
+
+    if threads == 1:
+        for start in range(0, n, chunk_size):
+            work(start)
+        return out
+    torch.set_num_threads(1)  # process-wide: parallelism comes from the Python threads meanwhile
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(work, range(0, n, chunk_size)))
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+@torch.no_grad()
+def linear_cross_entropy_per_token(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024
+) -> torch.Tensor:
+    """fp32 CE(hidden @ weight.T, targets) per token [N], chunk by chunk (no gradient)."""
+    dtype = _compute_dtype(hidden, weight)
+    if hidden.device.type == "cpu" and dtype == torch.float32:
+        return _per_token_cpu_fp32(hidden.float(), weight.float(), targets, max(1, int(chunk_size)))
+    w = weight.to(dtype)
+    out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+    for start in range(0, hidden.shape[0], max(1, int(chunk_size))):
+        logits = hidden[start : start + chunk_size].to(dtype) @ w.t()
+        out[start : start + chunk_size] = _ce_chunk_per_token(logits, targets[start : start + chunk_size])
+    return out
+
+
 def linear_cross_entropy_sum(
     hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 4096
 ) -> torch.Tensor:
@@ -236,14 +264,69 @@ def _shifted_targets(labels: torch.Tensor) -> torch.Tensor:
     return torch.cat([labels[..., 1:], pad], dim=-1)
 
 
-def _fallback_loss(model, input_ids, labels, position_ids, attention_mask):
+def _strip_compile(model: nn.Module) -> nn.Module:
+    while isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        model = model._orig_mod
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_mask_mapping(decoder_class: type) -> bool:
+    """transformers decoders that accept a ready {layer type: mask} mapping (Qwen2 and kin)."""
+    try:
+        return "causal_mask_mapping" in inspect.getsource(decoder_class.forward)
+    except (OSError, TypeError):
+        return False
+
+
+def _plainly_causal(lm: nn.Module, decoder: nn.Module) -> bool:
+    """True when an empty mask mapping means plain causal attention: a transformers decoder that
+    takes mask mappings, whose layers all use full attention through SDPA or flash attention
+    (their kernels then take `is_causal`)."""
+    config = getattr(lm, "config", None)
+    impl = getattr(config, "_attn_implementation", None) or ""
+    layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
+    return (type(decoder).__module__.startswith("transformers.models.") and layer_types == {"full_attention"}
+            and (impl == "sdpa" or impl.startswith("flash_attention")) and _takes_mask_mapping(type(decoder)))
+
+
+def final_hidden_states(model: nn.Module, input_ids, attention_mask=None, position_ids=None):
+    """(final hidden states [B, T, H], output head) without computing the logits, or None when the
+    model's structure is unknown (see `structure.lm_parts`)."""
+    parts = lm_parts(model)
+    if parts is None:
+        return None
+    lm, decoder, head, head_name = parts
+    kwargs = {"input_ids": input_ids, "use_cache": False}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    elif position_ids is None and _plainly_causal(lm, decoder):
+        # Unpadded, unpacked rows: hand the decoder its (empty) mask mapping, so transformers does not
+        # probe the default position ids for packed sequences -- a device-to-host sync per call.
+        kwargs["attention_mask"] = {"full_attention": None}
+    if position_ids is not None:
+        kwargs["position_ids"] = position_ids
+    outer = _strip_compile(model)
+    if is_fsdp(lm) or is_fsdp(outer) or is_ddp(outer):
+        # Run the root forward (so FSDP2 unshards/reshards, DDP prepares its gradient buckets, and
+        # both register their backward hooks) with the head swapped for an identity: ".logits" is
+        # then the final hidden state.
+        with _head_replaced_by_identity(lm, head_name):
+            out = outer(**kwargs)
+        return (out.logits if hasattr(out, "logits") else out[0]), head
+    out = decoder(**kwargs)
+    return (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]), head
+
+
+def _model_logits(model, input_ids, attention_mask, position_ids):
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    logits = out.logits if hasattr(out, "logits") else out[0]
-    targets = _shifted_targets(labels)
-    loss = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    return loss, (targets != IGNORE_INDEX).sum()
+    return out.logits if hasattr(out, "logits") else out[0]
+
+
+def target_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the positions whose shifted label counts. Computing them on the host
+    (labels are still CPU tensors in the loader) spares the device a `nonzero` sync."""
+    return (_shifted_targets(labels).reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
 
 
 def causal_lm_loss(
@@ -253,43 +336,79 @@ def causal_lm_loss(
     position_ids: torch.Tensor | None = None,
     attention_mask: torch.Tensor | None = None,
     chunk_size: int = 4096,
+    positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fp32 sum of token CEs over shifted labels != -100, number of such tokens as a tensor).
+    """(fp32 sum of token CEs over shifted labels != IGNORE_INDEX, number of such tokens as a tensor).
 
     ``attention_mask`` (2-D padding mask or a 4-D/block mask) and ``position_ids`` (e.g. reset per
-    packed document) are passed to the model unchanged.
+    packed document) are passed to the model unchanged. ``positions``, when given, must be
+    ``target_positions(labels)`` (on the labels' device); computed on the host, it spares the
+    device a ``nonzero`` sync.
     """
-    parts = _parts(model)
-    if parts is None:
-        return _fallback_loss(model, input_ids, labels, position_ids, attention_mask)
-    lm, decoder, head, head_name = parts
-    kwargs = {"input_ids": input_ids, "use_cache": False}
-    if attention_mask is not None:
-        kwargs["attention_mask"] = attention_mask
-    if position_ids is not None:
-        kwargs["position_ids"] = position_ids
-
-    outer = _unwrap_compiled(model)
-    if _is_fsdp(lm) or _is_fsdp(outer):
-        # Run the root forward (so FSDP2 unshards/reshards and registers its backward hooks) with
-        # the head swapped for an identity: ".logits" is then the final hidden state.
-        with _head_replaced_by_identity(lm, head_name):
-            out = outer(**kwargs)
-        hidden = out.logits if hasattr(out, "logits") else out[0]
-    else:
-        out = decoder(**kwargs)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-
     targets = _shifted_targets(labels).reshape(-1)
-    valid = targets != IGNORE_INDEX
-    count = valid.sum()
+    found = final_hidden_states(model, input_ids, attention_mask, position_ids)
+    if found is None:
+        logits = _model_logits(model, input_ids, attention_mask, position_ids)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets, ignore_index=IGNORE_INDEX,
+                               reduction="sum")
+        return loss, (targets != IGNORE_INDEX).sum()
+    hidden, head = found
+    if positions is not None:
+        idx, count = positions, torch.tensor(positions.numel())  # the count is known on the host
+    else:
+        idx = target_positions(labels)
+        count = (targets != IGNORE_INDEX).sum()
     flat = hidden.reshape(-1, hidden.shape[-1])
-    idx = valid.nonzero().squeeze(1)
     if idx.numel() == flat.shape[0]:
         h, t = flat, targets
     else:
         h, t = flat.index_select(0, idx), targets.index_select(0, idx)
     if h.shape[0] == 0:
         return hidden.sum().float() * 0.0, count
-    loss = linear_cross_entropy_sum(h, head.weight, t, chunk_size)
-    return loss, count
+    return linear_cross_entropy_sum(h, head.weight, t, chunk_size), count
+
+
+# ---- per-row log-likelihood for evaluation ---------------------------------------------------
+
+
+def eval_chunk_size(vocab_size: int, device_type: str = "cpu") -> int:
+    """Tokens per chunk: on CPU 512 (its fp32 path is tiled over the vocabulary, 1 MiB per tile and
+    thread); on an accelerator as many as keep one chunk of fp32 logits within 1 GiB."""
+    if device_type == "cpu":
+        return 512
+    return max(16, 2**30 // (4 * max(1, vocab_size)))
+
+
+def causal_lm_row_nll(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    targets: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: (fp32 sum of -log p(target), number of targets), where ``targets[b, t]`` is the
+    token that position t predicts (already shifted; IGNORE_INDEX where nothing is scored).
+
+    The rule of `causal_lm_loss` (chunked head, fp32 log-softmax) without the gradient: perplexity
+    and multiple-choice scoring use it, so no [batch, tokens, vocab] fp32 logits ever exist; one
+    chunk of `chunk_size` tokens (default `eval_chunk_size`) does.
+    """
+    rows, width = targets.shape
+    flat_targets = targets.reshape(-1)
+    idx = (flat_targets != IGNORE_INDEX).nonzero().squeeze(1)
+    row_of = torch.div(idx, width, rounding_mode="floor")
+    counts = torch.bincount(row_of, minlength=rows)
+    with torch.no_grad():
+        found = final_hidden_states(model, input_ids, attention_mask, position_ids)
+        if found is None:
+            logits = _model_logits(model, input_ids, attention_mask, position_ids)
+            nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]).index_select(0, idx),
+                                  flat_targets.index_select(0, idx), reduction="none")
+        else:
+            hidden, head = found
+            h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, idx)
+            chunk = chunk_size or eval_chunk_size(head.weight.shape[0], h.device.type)
+            nll = linear_cross_entropy_per_token(h, head.weight, flat_targets.index_select(0, idx), chunk)
+    sums = torch.zeros(rows, dtype=torch.float32, device=nll.device).index_add_(0, row_of.to(nll.device), nll.float())
+    return sums, counts
