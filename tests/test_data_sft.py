@@ -232,8 +232,8 @@ def _with_bos(tok):
 
 
 @pytest.mark.parametrize("bos", [False, True])
-def test_plain_prompt_ids_equal_what_eval_feeds_the_model(tmp_path_factory, tmp_path, bos):
-    """Train-time prompt ids == the ids `jft eval jsquad` passes to model.generate; labels = answer + EOS."""
+def test_plain_prompt_ids_equal_what_eval_feeds_the_model(tmp_path_factory, tmp_path, bos, monkeypatch):
+    """Train-time prompt ids == the ids `jft eval jsquad` feeds the decoder; labels = answer + EOS."""
     from eval_testutils import tiny_model_dir
     from japanese_ft.data.sft import PlainEncoder
     from japanese_ft.eval.jsquad import evaluate_jsquad, read_squad
@@ -242,14 +242,16 @@ def test_plain_prompt_ids_equal_what_eval_feeds_the_model(tmp_path_factory, tmp_
     model, etok = load_for_inference(tiny_model_dir(tmp_path_factory), device="cpu")
     if bos:
         etok = _with_bos(etok)
+    from japanese_ft.eval.decoding import Decoder
+
     fed = []
-    original = model.generate
+    original = Decoder.decode
 
-    def spy(input_ids=None, attention_mask=None, **kw):
-        fed.append(input_ids[0].tolist())
-        return original(input_ids=input_ids, attention_mask=attention_mask, **kw)
+    def spy(self, rows, *args, **kw):
+        fed.extend(list(r) for r in rows)
+        return original(self, rows, *args, **kw)
 
-    model.generate = spy
+    monkeypatch.setattr(Decoder, "decode", spy)
     records = _plain_records(tmp_path)
     items, _ = read_squad(tmp_path / "squad.json")
     evaluate_jsquad(model, etok, items, batch_size=1, max_new_tokens=1)

@@ -23,17 +23,18 @@ def _train_squad(n: int = 12) -> dict:
     return {"version": "v1.1", "data": data}
 
 
-def _spy(model):
-    """Record the input ids and stop ids of every model.generate call."""
+def _spy(monkeypatch):
+    """Record the prompt ids and stop ids of every batch the decoder runs (eval.decoding.Decoder)."""
+    from japanese_ft.eval.decoding import Decoder
+
     calls = []
-    original = model.generate
+    original = Decoder.decode
 
-    def generate(input_ids=None, attention_mask=None, generation_config=None, **kw):
-        calls.append({"ids": [row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)],
-                      "eos": list(generation_config.eos_token_id)})
-        return original(input_ids=input_ids, attention_mask=attention_mask, generation_config=generation_config, **kw)
+    def decode(self, rows, max_new_tokens, pad_id, stop_ids, *args, **kw):
+        calls.append({"ids": [list(r) for r in rows], "eos": list(stop_ids)})
+        return original(self, rows, max_new_tokens, pad_id, stop_ids, *args, **kw)
 
-    model.generate = generate
+    monkeypatch.setattr(Decoder, "decode", decode)
     return calls
 
 
@@ -76,12 +77,12 @@ def test_llm_jp_eval_prompts_use_the_same_train_shots_for_every_question(tmp_pat
     assert protocol_prompts(items, "jft", 1, None, items, seed=0) != protocol_prompts(items, "llm-jp-eval", 1, pool, seed=42)
 
 
-def test_stop_tokens_per_protocol_and_format(loaded, tmp_path):
+def test_stop_tokens_per_protocol_and_format(loaded, tmp_path, monkeypatch):
     from japanese_ft.eval.jsquad import evaluate_jsquad, read_squad
     from japanese_ft.text.chat import render_chatml
 
     model, tok = loaded
-    calls = _spy(model)
+    calls = _spy(monkeypatch)
     items, _ = read_squad(write_squad(tmp_path / "s.json"))
     eos, im_end = tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")
     raw, raw_recs = evaluate_jsquad(model, tok, items[:2], batch_size=1, max_new_tokens=2)
