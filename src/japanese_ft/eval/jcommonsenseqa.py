@@ -88,7 +88,7 @@ def read_jcommonsenseqa(path: str | Path) -> list[MCItem]:
 
 
 def ranking_scores(model, tokenizer, items: list[MCItem], shots_for: Callable[[MCItem], list[MCItem]],
-                   batch_size: int = 8, progress=None) -> list[list[float]]:
+                   batch_size: int | str = 8, progress=None) -> list[list[float]]:
     """Length-normalized log-likelihood of every choice: sum log p / characters."""
     from japanese_ft.eval.loglik import continuation_logprobs
 
@@ -96,6 +96,8 @@ def ranking_scores(model, tokenizer, items: list[MCItem], shots_for: Callable[[M
     for it in items:
         ctx = jcqa_ranking_context(it.question, [(s.question, s.choices[s.label]) for s in shots_for(it)])
         pairs.extend((ctx, c) for c in it.choices)
+    if batch_size == "auto":  # short sequences (question + one choice): a fixed batch is plenty
+        batch_size = 64 if next(model.parameters()).device.type == "cuda" else 8
     lps = continuation_logprobs(model, tokenizer, pairs, batch_size=batch_size, progress=progress)
     scores = []
     for k, it in enumerate(items):

@@ -64,7 +64,7 @@ class JsquadEntry:
     shots: int | None = None  # None: the protocol's (jft 0, llm-jp-eval 4)
     shots_file: str | None = None
     limit: int | None = None
-    batch_size: int = 8
+    batch_size: str = "auto"  # auto: sized from free GPU memory (8 on CPU), or an integer
     max_new_tokens: int | None = None  # None: 25, as llm-jp-eval
     seed: int | None = None  # None: the protocol's (jft 0, llm-jp-eval 42)
     strip_title: bool = False
@@ -74,7 +74,8 @@ class JsquadEntry:
     paths: ClassVar[tuple] = ("data", "shots_file")
 
     def check(self, where: str) -> None:
-        _positive(where, limit=self.limit, batch_size=self.batch_size)
+        _positive(where, limit=self.limit)
+        self.batch_size = _auto_or_positive(where, self.batch_size)
         _resolve_protocol(self, where, strip_title=self.strip_title)
 
     def run(self, model, tokenizer, progress_factory=None) -> tuple[dict, list]:
@@ -106,7 +107,7 @@ class JcommonsenseqaEntry:
     shots: int | None = None  # None: the protocol's (jft 0, llm-jp-eval 4)
     shots_file: str | None = None  # shots from this file instead of the other questions
     limit: int | None = None
-    batch_size: int = 8
+    batch_size: str = "auto"  # auto: sized from free GPU memory (8 on CPU), or an integer
     max_new_tokens: int | None = None  # None: 1, as llm-jp-eval
     seed: int | None = None  # None: the protocol's (jft 0, llm-jp-eval 42)
     generation: bool = True
@@ -116,7 +117,8 @@ class JcommonsenseqaEntry:
     paths: ClassVar[tuple] = ("data", "shots_file")
 
     def check(self, where: str) -> None:
-        _positive(where, limit=self.limit, batch_size=self.batch_size)
+        _positive(where, limit=self.limit)
+        self.batch_size = _auto_or_positive(where, self.batch_size)
         _resolve_protocol(self, where, generation=self.generation)
 
     def run(self, model, tokenizer, progress_factory=None) -> tuple[dict, list]:
@@ -208,6 +210,15 @@ class GenerateEntry:
 
 
 TASKS: dict[str, type] = {c.task: c for c in (JsquadEntry, JcommonsenseqaEntry, PerplexityEntry, GenerateEntry)}
+
+
+def _auto_or_positive(where: str, value) -> int | str:
+    """A generation batch size: "auto" or an integer >= 1."""
+    if str(value).strip().isdigit() and int(value) >= 1:
+        return int(value)
+    if value != "auto":
+        raise UserError(f"{where}: batch_size must be auto or an integer >= 1, got {value!r}")
+    return value
 
 
 def _positive(where: str, **values) -> None:
@@ -336,6 +347,8 @@ def run_suite(model, tokenizer, entries: list, output: str | Path, *, model_dir,
     for e in entries:
         overrides = {k: v for k, v in (("limit", limit), ("batch_size", batch_size)) if v is not None and hasattr(e, k)}
         e = dataclasses.replace(e, **overrides)
+        if isinstance(getattr(e, "batch_size", None), str):
+            e.batch_size = _auto_or_positive(e.name, e.batch_size)
         if log is not None:
             log(f"{e.name} ({e.task}{', ' + str(e.data) if getattr(e, 'data', None) else ''})")
         summary, records = e.run(model, tokenizer, progress_factory)
