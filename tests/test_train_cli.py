@@ -33,7 +33,7 @@ def test_every_shipped_recipe_loads_and_validates():
     assert (cpt.train.precision, cpt.train.max_steps, cpt.train.eval_every, cpt.train.eval_batches) == ("bf16", 1000, 100, 5)
     for name in ("sft", "lora"):
         c = load_run_config(CONFIGS / f"qwen2.5-0.5b-{name}.yaml")
-        assert (c.data.seq_length, c.train.micro_batch_size, c.train.global_batch_size, c.train.max_steps) == (2048, 2, 16, 1000)
+        assert (c.data.seq_length, c.train.micro_batch_size, c.train.global_batch_size, c.train.max_steps) == (2048, 8, 16, 1000)
     for path in SHIPPED:  # every SFT and LoRA recipe packs (attention stays per example)
         cfg = load_run_config(path)
         assert cfg.mode == "cpt" or cfg.data.pack, path.name
