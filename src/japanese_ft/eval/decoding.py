@@ -14,6 +14,8 @@ Two caches (`cache=`):
            that finish keep their slot (the graph's shapes are fixed) and the batch ends when all
            rows have finished.
   auto     static on CUDA for SDPA models whose layers all use full attention, else dynamic.
+           The environment variable JFT_DECODE_CACHE=dynamic|static overrides what auto picks
+           (a troubleshooting switch for every command that generates; docs/evaluation.md).
 Why not `model.generate`: its per-token Python work (logits processors, stopping criteria,
 growing 2-D masks) dominated decoding of small models on a fast GPU (docs/benchmarks.md).
 """
@@ -21,6 +23,7 @@ growing 2-D masks) dominated decoding of small models on a fast GPU (docs/benchm
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -52,6 +55,11 @@ def resolve_cache(cache: str, model) -> str:
         raise ValueError(f"cache {cache!r}: choose one of {', '.join(CACHE_KINDS)}")
     if cache != "auto":
         return cache
+    forced = os.environ.get("JFT_DECODE_CACHE", "")
+    if forced:
+        if forced not in ("dynamic", "static"):
+            raise ValueError(f"JFT_DECODE_CACHE={forced!r}: choose dynamic or static")
+        return forced
     on_cuda = next(model.parameters()).device.type == "cuda"
     return "static" if on_cuda and own_masks_ok(model) else "dynamic"
 
