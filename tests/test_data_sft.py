@@ -3,6 +3,8 @@ packing with document boundaries (packed loss == unpacked loss)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -299,3 +301,22 @@ def test_plain_mode_refuses_what_it_cannot_train(tok):
         enc.encode_record({"system": "s", "input": "q", "output": "a"}, "f.jsonl:1")
     with pytest.raises(UserError, match="data.chat_template: 'plain'"):
         load_run_config(None, ["model.name_or_path=m", "data.train=[a.jsonl]", "data.chat_template=plain"], "sft")
+
+
+@pytest.mark.parametrize("template", ["auto", "none"])
+def test_parallel_encoding_equals_serial(tok, tmp_path, template):
+    """Forked encoding workers (large inputs) give the same examples, in the same order, and the same counts."""
+    import numpy as np
+
+    from japanese_ft.data.sft import load_examples, make_encoder
+
+    rows = [{"input": f"質問{i}: " + "富士山" * (i % 40), "output": "答え" * (1 + i % 7)} for i in range(300)]
+    rows[5] = {"input": "長い" * 500, "output": "x"}  # dropped as too long in both
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    enc = make_encoder(tok, template)
+    a, sa = load_examples([str(path)], enc, 256, "drop", workers=1)
+    b, sb = load_examples([str(path)], enc, 256, "drop", workers=2)
+    assert sa.dropped_too_long == 1 and sa.as_dict() == sb.as_dict()
+    assert len(a) == len(b) == 299
+    assert all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))

@@ -249,14 +249,56 @@ def iter_jsonl(paths: list[str]):
                     raise UserError(f"{p}:{lineno}: invalid JSON ({exc.msg})") from None
 
 
-def load_examples(paths: list[str], encoder, seq_length: int, truncation: str = "drop"):
-    """All examples of the JSONL files (in file order) and their counts."""
+PARALLEL_MIN_RECORDS = 4000  # below this, forking workers costs more than it saves
+_WORKER: dict = {}  # (encoder, seq_length, truncation) for forked encoding workers, which inherit it
+
+
+def _encode_chunk(chunk: list) -> tuple[list, SFTStats]:
+    encoder, seq_length, truncation = _WORKER["args"]
+    stats = SFTStats()
+    return [encode_example(record, encoder, seq_length, truncation, stats, where) for record, where in chunk], stats
+
+
+def encode_workers(n_records: int, workers: int | None = None) -> int:
+    """Processes for encoding: `workers` when given, else one per core up to 8 for large inputs on
+    Linux (fork start: the workers inherit the tokenizer), else 1."""
+    import multiprocessing
+    import os
+
+    if workers is not None:
+        return max(1, workers)
+    if n_records < PARALLEL_MIN_RECORDS or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
+
+
+def load_examples(paths: list[str], encoder, seq_length: int, truncation: str = "drop", workers: int | None = None):
+    """All examples of the JSONL files (in file order) and their counts. Large inputs are encoded
+    by forked worker processes (measured: 38,730 JaQuAD prompts took ~200 s on one core; the
+    Python side of chat-template encoding dominates); the result is identical for any count."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
     stats = SFTStats(files=[str(p) for p in paths])
+    records = list(iter_jsonl(paths))
+    n = encode_workers(len(records), workers)
+    if n <= 1:
+        _WORKER["args"] = (encoder, seq_length, truncation)
+        parts = [_encode_chunk(records)]
+    else:
+        size = -(-len(records) // (4 * n))
+        _WORKER["args"] = (encoder, seq_length, truncation)
+        try:
+            with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
+                parts = list(pool.map(_encode_chunk, [records[i : i + size] for i in range(0, len(records), size)]))
+        finally:
+            _WORKER.clear()
     examples = []
-    for record, where in iter_jsonl(paths):
-        ex = encode_example(record, encoder, seq_length, truncation, stats, where)
-        if ex is not None:
-            examples.append(ex)
+    for encoded, part in parts:
+        examples += [ex for ex in encoded if ex is not None]
+        for key in ("records", "examples", "dropped_too_long", "truncated", "dropped_no_answer", "tokens", "answer_tokens"):
+            setattr(stats, key, getattr(stats, key) + getattr(part, key))
+    _WORKER.clear()
     return examples, stats
 
 
