@@ -15,7 +15,7 @@ from japanese_ft.text.chat import render_chatml
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
-    from japanese_ft.model.load import load_tokenizer
+    from japanese_ft.tokens import load_tokenizer
 
     return load_tokenizer(str(build_tokenizer(tmp_path_factory.mktemp("sft_tok"))))
 
@@ -169,7 +169,7 @@ def test_sft_batches_shard_and_resume(tok, tmp_path):
 @pytest.mark.shared
 @pytest.mark.skipif(not (SHARED / "tokenizers" / "qwen2.5").exists(), reason="needs ../shared/tokenizers/qwen2.5")
 def test_qwen_tokenizer_answers_end_with_im_end():
-    from japanese_ft.model.load import load_tokenizer, stop_token_ids
+    from japanese_ft.tokens import load_tokenizer, stop_token_ids
 
     tok = load_tokenizer(str(SHARED / "tokenizers" / "qwen2.5"))
     enc = ChatEncoder(tok)
@@ -182,7 +182,7 @@ def test_qwen_tokenizer_answers_end_with_im_end():
 
 def test_tokenizer_own_chat_template_is_used(tok, tmp_path):
     """A tokenizer with its own (non-ChatML) template: rendered by it, answer + its stop token trained."""
-    from japanese_ft.model.load import load_tokenizer
+    from japanese_ft.tokens import load_tokenizer
 
     d = tmp_path / "tok"
     tok.save_pretrained(str(d))

@@ -87,7 +87,7 @@ def test_dtype_choice_and_refusals(tmp_path):
 def test_end_of_turn_token_is_read_from_the_template(tmp_path):
     from transformers import AutoTokenizer
 
-    from japanese_ft.model.load import end_of_turn_token
+    from japanese_ft.tokens import end_of_turn_token
 
     tok = AutoTokenizer.from_pretrained(str(make_tokenizer_dir(tmp_path / "t", 300, chat_template=CHATML_TEMPLATE)))
     assert end_of_turn_token(tok) == "<|im_end|>"
