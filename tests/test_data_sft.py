@@ -7,10 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from jft_train_utils import SHARED, build_tokenizer, sft_records, write_jsonl
-from japanese_ft.data.sft import IGNORE_INDEX, ChatEncoder, SFTStats, build_sft_batches, encode_example, pack_examples, record_to_messages
+from japanese_ft.data.sft import (
+    IGNORE_INDEX,
+    ChatEncoder,
+    SFTStats,
+    build_sft_batches,
+    encode_example,
+    pack_examples,
+    record_to_messages,
+)
 from japanese_ft.errors import UserError
 from japanese_ft.text.chat import render_chatml
+from jft_train_utils import SHARED, build_tokenizer, sft_records, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +169,7 @@ def test_sft_batches_shard_and_resume(tok, tmp_path):
     assert torch.equal(again.next_batch(3)["input_ids"], nxt["input_ids"])
     # unpacked micro-batches are right-padded to a multiple of 8, padding labelled -100
     assert nxt["input_ids"].shape[1] % 8 == 0
-    for row_ids, row_labels in zip(nxt["input_ids"], nxt["labels"]):
+    for _row_ids, row_labels in zip(nxt["input_ids"], nxt["labels"]):
         last = int((row_labels != -100).nonzero().max())
         assert (row_labels[last + 2 :] == -100).all()
 
@@ -209,8 +217,8 @@ def test_tokenizer_own_chat_template_is_used(tok, tmp_path):
 
 def _plain_records(tmp_path):
     from eval_testutils import write_squad
-    from japanese_ft.data.squad import convert_squad
     from japanese_ft.data.sft import iter_jsonl
+    from japanese_ft.data.squad import convert_squad
 
     out = tmp_path / "plain.jsonl"
     convert_squad(write_squad(tmp_path / "squad.json"), out, strip_title=False, style="llm-jp-eval")

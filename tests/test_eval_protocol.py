@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from eval_testutils import JCQA, SQUAD, run_cli, tiny_model_dir, write_jcqa, write_squad
+from eval_testutils import JCQA, run_cli, tiny_model_dir, write_jcqa, write_squad
 from japanese_ft.errors import UserError
 
 

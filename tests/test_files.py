@@ -11,8 +11,9 @@ import pytest
 
 from japanese_ft.cli import main
 from japanese_ft.errors import UserError
-from japanese_ft.files import OutputLock, atomic_output, looks_local, write_json, write_jsonl
-from jft_testutils import article_records, make_tokenizer_dir, write_jsonl as write_records
+from japanese_ft.files import atomic_output, looks_local, write_json, write_jsonl
+from jft_testutils import article_records, make_tokenizer_dir
+from jft_testutils import write_jsonl as write_records
 
 
 def test_atomic_output_replaces_only_when_complete(tmp_path):
@@ -127,3 +128,17 @@ def test_second_train_on_one_output_dir_exits_2(tmp_path, holder, capsys):
     err = " ".join(capsys.readouterr().err.split())
     assert f"pid {pid}" in err and str(out / ".jft-train.lock") in err and "output_dir" in err
     assert sorted(p.name for p in out.iterdir()) == [".jft-train.lock", ".jft-train.lock.pid"]  # the holder's only
+
+
+def test_metrics_without_the_tensorboard_extra(tmp_path, monkeypatch):
+    """TensorBoard is an extra: without it, metrics.jsonl and the training curve are still written."""
+    from japanese_ft.train.metrics import MetricsLogger, plot_training_curve, read_metrics
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # `import` now raises ImportError
+    logger = MetricsLogger(tmp_path / "run")
+    assert logger.writer is None
+    for step in (1, 2):
+        logger.log({"step": step, "loss": 3.0 / step, "lr": 1e-3})
+    assert [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [3.0, 1.5]
+    assert plot_training_curve(tmp_path / "run" / "metrics.jsonl", tmp_path / "run" / "curve.png").stat().st_size > 1000
+    assert not (tmp_path / "run" / "tensorboard").exists()

@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from eval_testutils import run_cli
-from jft_testutils import make_tokenizer_dir
 from japanese_ft.errors import UserError
 from japanese_ft.model.importing import import_model
 from japanese_ft.text.chat import CHATML_TEMPLATE
+from jft_testutils import make_tokenizer_dir
 
 TEXT = "富士山は日本で最も高い山である。The capital of France is Paris."
 

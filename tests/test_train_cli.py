@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jft_train_utils import make_assets, read_metrics
 from japanese_ft.cli import main
+from jft_train_utils import make_assets, read_metrics
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = sorted(list(CONFIGS.glob("qwen2.5-0.5b-*.yaml")) + list(CONFIGS.glob("tiny-cpu-*.yaml")))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from japanese_ft.errors import UserError
 from jft_testutils import SHARED, write_jsonl
 from jft_train_utils import build_tokenizer
-from japanese_ft.errors import UserError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "japanese_ft" / "sample"
 ARTICLES = SAMPLE / "articles.jsonl"
@@ -63,8 +63,8 @@ def _untied_model(tok_dir: Path, out: Path) -> Path:
     from transformers import AutoModelForCausalLM
 
     from japanese_ft.model.load import save_hf_checkpoint
-    from japanese_ft.tokens import eos_id, load_tokenizer
     from japanese_ft.model.presets import preset_config
+    from japanese_ft.tokens import eos_id, load_tokenizer
 
     tok = load_tokenizer(str(tok_dir))
     config = preset_config("tiny", len(tok), eos_id(tok))
@@ -270,8 +270,8 @@ def test_bad_input_errors(tiny, tmp_path, capsys):
 @pytest.mark.skipif(not (QWEN / "tokenizer.json").exists(), reason="needs ../shared/tokenizers/qwen2.5")
 def test_qwen_tokenizer_extension(tmp_path):
     """The real Qwen2.5 tokenizer (151,643 BPE tokens + 22 control tokens), tokenizer only."""
-    from japanese_ft.tokens import load_tokenizer
     from japanese_ft.model.vocab import chars_per_token, extend_tokenizer, save_tokenizer
+    from japanese_ft.tokens import load_tokenizer
 
     result = extend_tokenizer(QWEN, [ARTICLES], 300)
     assert result.first_id == 151665 and result.added == 300

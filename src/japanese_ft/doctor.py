@@ -192,7 +192,6 @@ def check_model(name: str) -> Check:
         from transformers import AutoConfig
 
         from japanese_ft.model.load import load_model
-
         from japanese_ft.runtime import stored_dtype
 
         config = AutoConfig.from_pretrained(str(name))

@@ -43,8 +43,8 @@ def _batch_size(value) -> int | str:
 
 def _finish(task, summary, records, output, model, adapter, m, tok, label, settings):
     from japanese_ft.eval.common import examples_path
-    from japanese_ft.files import write_json, write_jsonl
     from japanese_ft.eval.loading import default_label, model_info
+    from japanese_ft.files import write_json, write_jsonl
 
     label = label or default_label(model, adapter)
     result = {**summary, "label": label, "model_info": model_info(m, tok, model, adapter), "settings": settings}
@@ -175,8 +175,8 @@ def run_compare(results, labels, chart, output=None):
     from rich.markup import escape
     from rich.table import Table
 
-    from japanese_ft.files import write_json
     from japanese_ft.eval.compare import bar_chart, compare, format_table
+    from japanese_ft.files import write_json
 
     res = compare([str(r) for r in results], labels or None)
     if output:

@@ -323,8 +323,8 @@ def run_suite(model, tokenizer, entries: list, output: str | Path, *, model_dir,
               log: Callable[[str], None] | None = None, progress_factory=None) -> dict:
     """Run every entry on the loaded model; write OUTPUT (the suite result) and one
     OUTPUT-stem.NAME.examples.jsonl per entry. `limit` / `batch_size` override every entry's."""
-    from japanese_ft.files import write_json, write_jsonl
     from japanese_ft.eval.loading import model_info
+    from japanese_ft.files import write_json, write_jsonl
 
     output = Path(output)
     stem = output.name[:-5] if output.name.endswith(".json") else output.name

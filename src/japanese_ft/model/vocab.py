@@ -233,9 +233,9 @@ def extend_vocab(model_dir, corpus, add: int, output, seed: int = 0, min_frequen
 
     from japanese_ft.files import atomic_output, write_json
     from japanese_ft.model.load import load_model
+    from japanese_ft.model.presets import padded_vocab_size
     from japanese_ft.runtime import stored_dtype
     from japanese_ft.tokens import generation_config_for
-    from japanese_ft.model.presets import padded_vocab_size
 
     start = time.time()
     say = say or (lambda msg: None)

@@ -30,7 +30,6 @@ from japanese_ft.train.gpu import resolve_attn_implementation
 from japanese_ft.train.metrics import MetricsLogger, plot_training_curve
 from japanese_ft.train.step import Engine, StepStats, evaluate_loss, make_engine, train_step
 
-
 LOCK = ".jft-train.lock"
 
 
