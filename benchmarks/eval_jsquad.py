@@ -105,9 +105,9 @@ def random_model(shape: str, tokenizer_dir: str, device: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from japanese_ft.eval.loading import load_tokenizer
+    from japanese_ft.eval.loading import inference_tokenizer
 
-    tok = load_tokenizer(tokenizer_dir)
+    tok = inference_tokenizer(tokenizer_dir)
     cfg = model_config(shape, len(tok))
     torch.manual_seed(0)
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
 
     from japanese_ft.eval.decoding import auto_batch_size, resolve_cache
     from japanese_ft.eval.generation import generate
-    from japanese_ft.eval.loading import resolve_device
+    from japanese_ft.runtime import resolve_device
     from japanese_ft.ui import quiet_libraries
 
     quiet_libraries()

@@ -118,6 +118,16 @@ def read_metrics(path: Path) -> list[dict]:
 
 # ---- jft train under torchrun -------------------------------------------------------------------
 
+def warmup_steps(args) -> int:
+    """--lr-warmup, else the recipe's warmup cut to --steps (a warmup longer than the run is a config error)."""
+    import yaml
+
+    if args.lr_warmup:
+        return args.lr_warmup
+    recipe = yaml.safe_load(Path(args.recipe).read_text(encoding="utf-8")) or {}
+    return min(int((recipe.get("train") or {}).get("warmup_steps", 200)), args.steps)
+
+
 def overrides(args, model_dir: Path, tok: Path, train_data: str, out_dir: Path) -> list[str]:
     items = [
         f"model.name_or_path={model_dir}", f"data.tokenizer={tok}", f"data.train=[{train_data}]", "data.validation=[]",
@@ -125,7 +135,7 @@ def overrides(args, model_dir: Path, tok: Path, train_data: str, out_dir: Path) 
         f"model.compile={args.compile}", f"train.device={args.device}", f"output_dir={out_dir}",
     ]
     for key, value in (("data.seq_length", args.seq), ("train.micro_batch_size", args.micro_batch),
-                       ("train.global_batch_size", args.global_batch), ("train.warmup_steps", args.lr_warmup)):
+                       ("train.global_batch_size", args.global_batch), ("train.warmup_steps", warmup_steps(args))):
         if value:
             items.append(f"{key}={value}")
     return items + [x for x in args.extra.split() if x]
@@ -182,7 +192,7 @@ def _hf_steps_sft(cfg, train_data: str, steps: int, seed: int = 0):
     import torch
 
     from japanese_ft.data.sft import IGNORE_INDEX, ChatEncoder, load_examples, pack_examples
-    from japanese_ft.model.load import pad_id
+    from japanese_ft.tokens import pad_id
     from japanese_ft.train.loop import load_run_tokenizer
 
     tok = load_run_tokenizer(cfg)
@@ -216,7 +226,6 @@ def run_hf(args, cfg, train_data: str) -> dict:
 
     import hf_baseline
     from japanese_ft.train.schedule import lr_at
-    from japanese_ft.train.step import schedule_of
 
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     info = {}
@@ -227,7 +236,7 @@ def run_hf(args, cfg, train_data: str) -> dict:
     model, params = hf_baseline.load_model(cfg.model.name_or_path, cfg.mode, device, "sdpa", cfg.train.seed,
                                            cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
     opt = hf_baseline.optimizer(params, device, cfg.train.lr, tuple(cfg.train.betas), cfg.train.weight_decay)
-    sched = schedule_of(cfg)
+    sched = cfg.train  # config.TrainingConfig is a ScheduleConfig
     losses, rates = [], []
     for i, micro_batches in enumerate(steps):
         real = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in micro_batches)
@@ -315,7 +324,7 @@ def parse_args(argv=None):
         args.preset, args.micro_batch, args.global_batch = "tiny", 2, 4
         args.steps, args.warmup, args.compile, args.device = 4, 1, "false", "cpu"
         args.seq = args.seq or (64 if args.train_mode == "cpt" else 512)
-        args.extra = (args.extra + " train.precision=fp32").strip()
+        args.extra = (args.extra + " train.precision=float32").strip()
     args.recipe = args.recipe or str(REPO / "configs" / f"qwen2.5-0.5b-{args.train_mode}.yaml")
     return args
 

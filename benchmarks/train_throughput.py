@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import statistics
 import sys
@@ -176,7 +175,7 @@ def run_config(v: Variant, model_dir: Path, seq: int, global_batch: int, device)
     t.micro_batch_size, t.global_batch_size, t.max_steps = v.micro_batch, global_batch, 10**6
     t.lr, t.min_lr, t.schedule, t.warmup_steps = LR, LR, "constant", LR_WARMUP
     t.weight_decay, t.betas, t.grad_clip = 0.1, [0.9, 0.95], 1.0
-    t.precision = "bf16" if device.type == "cuda" else "fp32"
+    t.precision = "bfloat16" if device.type == "cuda" else "float32"
     cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout = 16, 32, 0.1
     return cfg
 
@@ -469,10 +468,9 @@ def main(argv=None) -> int:
     out.update(mode=args.mode, date=time.strftime("%Y-%m-%d"), command=" ".join(sys.argv), info=device_info(device),
                config={k: str(v) for k, v in vars(args).items()}, flops_per_token_formula="6*params + 12*layers*hidden*seq")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out + ".tmp", "w") as f:
-            json.dump(out, f, indent=1, default=str)
-        os.replace(args.out + ".tmp", args.out)
+        from japanese_ft.files import write_text
+
+        write_text(args.out, json.dumps(out, indent=1, default=str))
     failed = [r["variant"] for r in out.get("results", []) if not r.get("ok") and "skipped" not in r.get("error", "")]
     return 1 if failed and args.dry_run else 0
 

@@ -56,7 +56,8 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 def make_assets(root: Path) -> dict:
     """tokenizer, tiny model, token file, SFT JSONL under root (built once per session)."""
-    from japanese_ft.model.load import init_model, load_tokenizer
+    from japanese_ft.model.load import init_model
+    from japanese_ft.tokens import load_tokenizer
 
     tok_dir = build_tokenizer(root / "tok")
     model_dir = root / "tiny-model"

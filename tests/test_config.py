@@ -1,5 +1,7 @@
 """The typed run configuration: YAML + dotted overrides + validation with clear messages."""
 
+from pathlib import Path
+
 import pytest
 
 from japanese_ft.config import RunConfig, apply_overrides, from_dict, load_run_config, save_config
@@ -29,7 +31,7 @@ def test_yaml_and_overrides(tmp_path):
 
 
 def test_saved_config_round_trips(tmp_path):
-    cfg = load_run_config(_write(tmp_path, BASE), ["train.max_steps=7"], mode="cpt")
+    cfg = load_run_config(_write(tmp_path, BASE), ["train.max_steps=7", "train.warmup_steps=2"], mode="cpt")
     save_config(cfg, tmp_path / "saved.yaml")
     again = load_run_config(tmp_path / "saved.yaml")
     assert again == cfg
@@ -68,3 +70,37 @@ def test_from_dict_rejects_non_mapping_sections():
     with pytest.raises(UserError, match="train: expected a mapping"):
         from_dict(RunConfig, {"train": [1, 2]})
     assert apply_overrides({}, ["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+
+
+def test_old_dtype_spelling_is_an_alias(tmp_path):
+    cfg = load_run_config(_write(tmp_path, BASE), ["train.precision=bf16", "model.dtype=fp32"], mode="cpt")
+    assert (cfg.train.precision, cfg.model.dtype) == ("bfloat16", "float32")
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert "precision: bfloat16" in (tmp_path / "saved.yaml").read_text()  # one spelling on disk
+    with pytest.raises(UserError, match="train.precision: 'fp16' is not one of bfloat16, float32"):
+        load_run_config(_write(tmp_path, BASE), ["train.precision=fp16"], mode="cpt")
+
+
+def test_validate_checks_configs_built_in_code():
+    cfg = RunConfig()
+    cfg.model.name_or_path, cfg.data.train = "m", ["a"]
+    cfg.train.warmup_steps = 10
+    cfg.validate()
+    cfg.train.device = "tpu"
+    with pytest.raises(UserError, match="train.device: 'tpu' is not one of auto, cpu, cuda"):
+        cfg.validate()
+
+
+def test_every_key_is_documented():
+    """Each field has a docstring, and docs/training.md's key table names every key."""
+    import dataclasses
+
+    from japanese_ft.config import DataConfig, LoraConfig, ModelConfig, TrainingConfig, field_docs
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text(encoding="utf-8")
+    sections = {"model": ModelConfig, "data": DataConfig, "train": TrainingConfig, "lora": LoraConfig}
+    for cls in (RunConfig, *sections.values()):
+        undocumented = [f.name for f in dataclasses.fields(cls) if not field_docs(cls).get(f.name)]
+        assert not undocumented, f"{cls.__name__}: {undocumented}"
+    keys = ["mode", "output_dir"] + [f"{s}.{f.name}" for s, cls in sections.items() for f in dataclasses.fields(cls)]
+    assert [k for k in keys if f"`{k}`" not in docs] == []

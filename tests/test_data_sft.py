@@ -9,15 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from jft_train_utils import SHARED, build_tokenizer, sft_records, write_jsonl
-from japanese_ft.data.sft import IGNORE_INDEX, ChatEncoder, SFTStats, build_sft_batches, encode_example, pack_examples, record_to_messages
+from japanese_ft.data.sft import (
+    IGNORE_INDEX,
+    ChatEncoder,
+    SFTStats,
+    build_sft_batches,
+    encode_example,
+    pack_examples,
+    record_to_messages,
+)
 from japanese_ft.errors import UserError
 from japanese_ft.text.chat import render_chatml
+from jft_train_utils import SHARED, build_tokenizer, sft_records, write_jsonl
 
 
 @pytest.fixture(scope="module")
 def tok(tmp_path_factory):
-    from japanese_ft.model.load import load_tokenizer
+    from japanese_ft.tokens import load_tokenizer
 
     return load_tokenizer(str(build_tokenizer(tmp_path_factory.mktemp("sft_tok"))))
 
@@ -163,7 +171,7 @@ def test_sft_batches_shard_and_resume(tok, tmp_path):
     assert torch.equal(again.next_batch(3)["input_ids"], nxt["input_ids"])
     # unpacked micro-batches are right-padded to a multiple of 8, padding labelled -100
     assert nxt["input_ids"].shape[1] % 8 == 0
-    for row_ids, row_labels in zip(nxt["input_ids"], nxt["labels"]):
+    for _row_ids, row_labels in zip(nxt["input_ids"], nxt["labels"]):
         last = int((row_labels != -100).nonzero().max())
         assert (row_labels[last + 2 :] == -100).all()
 
@@ -171,7 +179,7 @@ def test_sft_batches_shard_and_resume(tok, tmp_path):
 @pytest.mark.shared
 @pytest.mark.skipif(not (SHARED / "tokenizers" / "qwen2.5").exists(), reason="needs ../shared/tokenizers/qwen2.5")
 def test_qwen_tokenizer_answers_end_with_im_end():
-    from japanese_ft.model.load import load_tokenizer, stop_token_ids
+    from japanese_ft.tokens import load_tokenizer, stop_token_ids
 
     tok = load_tokenizer(str(SHARED / "tokenizers" / "qwen2.5"))
     enc = ChatEncoder(tok)
@@ -184,7 +192,7 @@ def test_qwen_tokenizer_answers_end_with_im_end():
 
 def test_tokenizer_own_chat_template_is_used(tok, tmp_path):
     """A tokenizer with its own (non-ChatML) template: rendered by it, answer + its stop token trained."""
-    from japanese_ft.model.load import load_tokenizer
+    from japanese_ft.tokens import load_tokenizer
 
     d = tmp_path / "tok"
     tok.save_pretrained(str(d))
@@ -211,8 +219,8 @@ def test_tokenizer_own_chat_template_is_used(tok, tmp_path):
 
 def _plain_records(tmp_path):
     from eval_testutils import write_squad
-    from japanese_ft.data.squad import convert_squad
     from japanese_ft.data.sft import iter_jsonl
+    from japanese_ft.data.squad import convert_squad
 
     out = tmp_path / "plain.jsonl"
     convert_squad(write_squad(tmp_path / "squad.json"), out, strip_title=False, style="llm-jp-eval")

@@ -31,6 +31,7 @@ def _result(demo_dir: Path, stage: str) -> dict:
     return json.loads((demo_dir / stage / "result.json").read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_demo_writes_report_plots_metrics_and_export(demo_dir):
     m = read_manifest(demo_dir)
     assert m["status"] == "complete"
@@ -64,7 +65,7 @@ def test_demo_writes_report_plots_metrics_and_export(demo_dir):
     res = compare([demo_dir / stage / "result.json" for stage in EVALS.values()])
     assert res["labels"] == list(EVALS)
     assert {"heldout_ppl.perplexity", "heldout_ppl.bits_per_char", "jsquad_heldout.char_f1"} <= set(res["metrics"])
-    for label, stage in EVALS.items():
+    for stage in EVALS.values():
         r = _result(demo_dir, stage)["results"]
         assert r["heldout_ppl"]["perplexity"] > 1 and 0 < r["heldout_ppl"]["bits_per_char"] < 20
         assert 0.0 <= r["jsquad_heldout"]["char_f1"] <= 1.0 and r["jsquad_heldout"]["n"] == 8
@@ -84,6 +85,7 @@ def test_demo_writes_report_plots_metrics_and_export(demo_dir):
     assert "largest relative difference" in md
 
 
+@pytest.mark.slow
 def test_status_reads_the_demo(demo_dir, capsys):
     assert main(["status", str(demo_dir)]) == 0
     out = capsys.readouterr().out
@@ -94,6 +96,7 @@ def test_status_reads_the_demo(demo_dir, capsys):
     assert "finished" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_report_from_explicit_inputs(demo_dir, tmp_path, capsys):
     """`jft report` as the dry-run prints it: no manifest, so no stage times, data or commands."""
     out = tmp_path / "rep"
@@ -108,6 +111,7 @@ def test_report_from_explicit_inputs(demo_dir, tmp_path, capsys):
     assert "--run" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_rerun_of_a_complete_demo_changes_nothing(demo_dir, capsys):
     before = read_manifest(demo_dir)
     weights = (demo_dir / "cpt" / "final" / "model.safetensors").stat().st_mtime_ns
@@ -118,6 +122,7 @@ def test_rerun_of_a_complete_demo_changes_nothing(demo_dir, capsys):
     assert (demo_dir / "cpt" / "final" / "model.safetensors").stat().st_mtime_ns == weights
 
 
+@pytest.mark.slow
 def test_interrupted_demo_resumes_where_it_stopped(demo_dir, capsys):
     m = read_manifest(demo_dir)
     before = {name: s["run_id"] for name, s in m["stages"].items()}

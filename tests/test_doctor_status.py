@@ -16,7 +16,6 @@ from japanese_ft.cli import main
 from japanese_ft.doctor import _path_fix, check_disk, check_model, check_tokenizer, exit_code, run_checks
 from japanese_ft.errors import UserError
 from japanese_ft.train.status import fmt_duration, run_status
-
 from jft_testutils import make_tokenizer_dir
 
 # ---- doctor ----------------------------------------------------------------------------------

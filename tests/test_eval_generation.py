@@ -132,7 +132,7 @@ def test_each_row_stops_at_its_own_stop_token(loaded):
 
 
 def test_stop_ids_include_end_of_turn(loaded):
-    from japanese_ft.eval.generation import stop_token_ids
+    from japanese_ft.tokens import stop_token_ids
 
     _, tok = loaded
     ids = stop_token_ids(tok)
@@ -170,8 +170,8 @@ def test_sampling_is_seeded(loaded):
 
 
 def test_chat_template_fallback_and_own_template(loaded):
-    from japanese_ft.eval.generation import apply_chat
     from japanese_ft.text.chat import render_chatml
+    from japanese_ft.tokens import render_chat as apply_chat
 
     _, tok = loaded
     msgs = [{"role": "user", "content": "こんにちは"}]

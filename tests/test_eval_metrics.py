@@ -4,7 +4,6 @@ import pytest
 
 from japanese_ft.eval.metrics import char_f1, exact_match, mean, token_sort_key
 
-
 # Reference values: llm-jp-eval v1.3.0's char_f1 = fuzzywuzzy 0.18.0 `fuzz.token_sort_ratio(
 # NFKC(pred), NFKC(gold)) / 100` with python-Levenshtein 0.21.1 installed (its lock file's
 # versions), computed once with the real packages (`pip install --target /tmp/ref

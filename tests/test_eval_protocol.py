@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from eval_testutils import JCQA, SQUAD, run_cli, tiny_model_dir, write_jcqa, write_squad
+from eval_testutils import JCQA, run_cli, tiny_model_dir, write_jcqa, write_squad
 from japanese_ft.errors import UserError
 
 
@@ -88,7 +88,8 @@ def test_stop_tokens_per_protocol_and_format(loaded, tmp_path, monkeypatch):
     raw, raw_recs = evaluate_jsquad(model, tok, items[:2], batch_size=1, max_new_tokens=2)
     ljp, _ = evaluate_jsquad(model, tok, items[:2], batch_size=1, max_new_tokens=2, protocol="llm-jp-eval")
     chat, chat_recs = evaluate_jsquad(model, tok, items[:2], batch_size=1, max_new_tokens=2, chat=True)
-    assert [c["eos"] for c in calls[::2]] == [[eos, im_end], [eos], [eos, im_end]]  # llm-jp-eval: EOS only
+    # jft: tokens.stop_token_ids (end-of-turn, then EOS); llm-jp-eval: EOS only
+    assert [c["eos"] for c in calls[::2]] == [[im_end, eos], [eos], [im_end, eos]]
     assert (raw["format"], raw["protocol"], ljp["protocol"], chat["format"]) == ("raw", "jft", "llm-jp-eval", "chat")
     # chat: the raw prompt as one user turn of the template (ChatML here), sent without extra special tokens
     for rec, chat_rec, call in zip(raw_recs, chat_recs, calls[4:]):

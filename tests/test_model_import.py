@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from eval_testutils import run_cli
-from jft_testutils import make_tokenizer_dir
 from japanese_ft.errors import UserError
 from japanese_ft.model.importing import import_model
 from japanese_ft.text.chat import CHATML_TEMPLATE
+from jft_testutils import make_tokenizer_dir
 
 TEXT = "富士山は日本で最も高い山である。The capital of France is Paris."
 
@@ -87,7 +87,7 @@ def test_dtype_choice_and_refusals(tmp_path):
 def test_end_of_turn_token_is_read_from_the_template(tmp_path):
     from transformers import AutoTokenizer
 
-    from japanese_ft.model.load import end_of_turn_token
+    from japanese_ft.tokens import end_of_turn_token
 
     tok = AutoTokenizer.from_pretrained(str(make_tokenizer_dir(tmp_path / "t", 300, chat_template=CHATML_TEMPLATE)))
     assert end_of_turn_token(tok) == "<|im_end|>"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from jft_train_utils import SHARED, build_tokenizer
 from japanese_ft.model.presets import QWEN25_05B, padded_vocab_size, preset_config, preset_dict
+from jft_train_utils import SHARED, build_tokenizer
 
 ARCH = SHARED / "models" / "qwen2.5-0.5b-architecture" / "config.json"
 

@@ -101,6 +101,7 @@ def reference(recipe, tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.mark.slow
 def test_a_second_run_does_nothing(reference, recipe, capsys):
     m = read_manifest(reference)
     assert list(m["stages"]) == STAGES and m["status"] == "complete"
@@ -118,6 +119,7 @@ def test_a_second_run_does_nothing(reference, recipe, capsys):
     assert "0 of 11 stages would run" in plan and "\njft " not in plan
 
 
+@pytest.mark.slow
 def test_changing_one_sft_setting_reruns_sft_and_what_depends_on_it(reference, recipe, tmp_path, capsys):
     import shutil
 
@@ -153,6 +155,7 @@ def test_changing_one_sft_setting_reruns_sft_and_what_depends_on_it(reference, r
         ["sft", "eval-sft", "compare", "report"]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_same_results(reference, recipe, tmp_path):
     recipe = _cut(recipe, UP_TO_EVAL_CPT, tmp_path / "small.yaml")  # the stages after eval-cpt add time, not coverage
     workdir = tmp_path / "work"
@@ -178,6 +181,7 @@ def test_a_killed_run_resumes_to_the_same_results(reference, recipe, tmp_path):
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
+@pytest.mark.slow
 def test_a_training_stage_under_torchrun(reference, recipe, tmp_path):
     """`cpt.gpus=2` on a CPU: the stage runs under torchrun with 2 processes (gloo), its output in the stage
     log. (That 2 processes train as 1 does is the engine's own test, test_train_distributed.py.)"""
@@ -194,6 +198,7 @@ def test_a_training_stage_under_torchrun(reference, recipe, tmp_path):
     assert (workdir / "cpt" / "recipe-config.yaml").exists() and (workdir / "cpt" / "final").is_dir()
 
 
+@pytest.mark.slow
 def test_dry_run_commands_reproduce_the_run(reference, recipe, tmp_path):
     """The printed commands, run by bash, make the same weights and scores as `jft run`. To keep this
     quick (every command is a new process that imports torch), the recipe is cut down to the stages up to
@@ -323,6 +328,7 @@ def test_training_stages_use_torchrun_for_several_processes(tmp_path):
     assert build_plan(load_recipe(str(path)), tmp_path / "w", cli_gpus=4).stages[0].processes == 4
 
 
+@pytest.mark.slow
 def test_import_model_and_squad_article_stages(reference, tmp_path, capsys):
     """The real-model stages: import-model from a local HF directory, convert-squad --articles as a corpus
     for prepare-corpus with the imported tokenizer, and convert-squad --style llm-jp-eval."""

@@ -314,7 +314,7 @@ def test_malformed_lines_and_bad_articles(tmp_path):
 
 
 def test_cli_build_qa(tmp_path, capsys):
-    src = _write(tmp_path / "in" / "a.jsonl", _corpus(8))
+    _write(tmp_path / "in" / "a.jsonl", _corpus(8))
     rc = main(["build-qa", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"), "--seed", "3",
                "--validation-ratio", "0.2", "--chunk-chars", "300", "--min-output-chars", "20"])
     assert rc == 0

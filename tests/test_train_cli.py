@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jft_train_utils import make_assets, read_metrics
 from japanese_ft.cli import main
+from jft_train_utils import make_assets, read_metrics
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = sorted(list(CONFIGS.glob("qwen2.5-0.5b-*.yaml")) + list(CONFIGS.glob("tiny-cpu-*.yaml")))
@@ -30,7 +30,7 @@ def test_every_shipped_recipe_loads_and_validates():
         assert cfg.train.global_batch_size % cfg.train.micro_batch_size == 0
     cpt = load_run_config(CONFIGS / "qwen2.5-0.5b-cpt.yaml")
     assert (cpt.train.lr, cpt.train.min_lr, cpt.train.warmup_steps, cpt.train.weight_decay, cpt.train.betas) == (3e-4, 3e-5, 200, 0.1, [0.9, 0.95])
-    assert (cpt.train.precision, cpt.train.max_steps, cpt.train.eval_every, cpt.train.eval_batches) == ("bf16", 1000, 100, 5)
+    assert (cpt.train.precision, cpt.train.max_steps, cpt.train.eval_every, cpt.train.eval_batches) == ("bfloat16", 1000, 100, 5)
     for name in ("sft", "lora"):
         c = load_run_config(CONFIGS / f"qwen2.5-0.5b-{name}.yaml")
         assert (c.data.seq_length, c.train.micro_batch_size, c.train.global_batch_size, c.train.max_steps) == (2048, 8, 16, 1000)
@@ -47,7 +47,8 @@ def _write_cfg(tmp_path, assets, mode="cpt", **sections):
     data = {
         "model": {"name_or_path": str(assets["model"])},
         "data": {"train": [str(assets["corpus"] if mode == "cpt" else assets["sft"])], "seq_length": 32},
-        "train": {"micro_batch_size": 2, "global_batch_size": 4, "max_steps": 2, "precision": "fp32", "device": "cpu"},
+        "train": {"micro_batch_size": 2, "global_batch_size": 4, "max_steps": 2, "warmup_steps": 1, "precision": "fp32",
+                  "device": "cpu"},
         "output_dir": str(tmp_path / "out"),
     }
     for k, v in sections.items():
@@ -67,6 +68,19 @@ BAD = [
     ("seq too long", dict(data={"seq_length": 4096}), [], "max_position_embeddings = 4096"),
     ("bad schedule", dict(train={"schedule": "cosin"}), [], "train.schedule"),
     ("bad type", {}, ["train.max_steps=lots"], "expected an integer"),
+    # issue 14: values that used to raise tracebacks or pass silently
+    ("lr negative", {}, ["train.lr=-1"], "train.lr must be a finite number in (0, inf), got -1.0"),
+    ("lr nan", {}, ["train.lr=.nan"], "train.lr must be a finite number in (0, inf), got nan"),
+    ("lr zero", {}, ["train.lr=0"], "train.lr must be a finite number in (0, inf), got 0.0"),
+    ("betas", {}, ["train.betas=[2,3]"], "train.betas[0] must be a finite number in [0, 1), got 2.0"),
+    ("min_lr above lr", {}, ["train.lr=1e-4", "train.min_lr=1e-3"], "train.min_lr (0.001) is above train.lr (0.0001)"),
+    ("warmup beyond the run", {}, ["train.warmup_steps=5"], "train.warmup_steps (5) is more than train.max_steps (2)"),
+    ("weight decay", {}, ["train.weight_decay=-1"], "train.weight_decay must be a finite number in [0, inf)"),
+    ("grad clip", {}, ["train.grad_clip=-5"], "train.grad_clip must be a finite number in [0, inf)"),
+    ("lora alpha", {}, ["lora.alpha=-4"], "lora.alpha must be a finite number in (0, inf), got -4"),
+    ("lora dropout", {}, ["lora.dropout=2"], "lora.dropout must be a finite number in [0, 1), got 2.0"),
+    ("model dtype", {}, ["model.dtype=bogus"], "model.dtype: 'bogus' is not one of bfloat16, float16, float32"),
+    ("missing tokenizer", {}, ["data.tokenizer=/nonexistent/tok"], "data.tokenizer: /nonexistent/tok not found"),
 ]
 
 
@@ -79,6 +93,25 @@ def test_bad_config_fails_fast(assets, tmp_path, capsys, name, sections, overrid
     assert message in " ".join(err.split())
     assert len(err.strip().splitlines()) <= 2  # one message (rich may wrap a long line once)
     assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_paths_fail_fast_with_one_line(assets, tmp_path, capsys, monkeypatch):
+    """output_dir under a file, a missing local model that looks like owner/name, a model without a tokenizer."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "no-tokenizer").mkdir()
+    shutil.copy(assets["model"] / "config.json", tmp_path / "runs" / "no-tokenizer")
+    cfg = _write_cfg(tmp_path, assets)
+    for override, message in (("output_dir=afile/sub", "output_dir: afile exists and is not a directory"),
+                              ("model.name_or_path=runs/nope", "model.name_or_path: runs/nope not found"),
+                              ("model.name_or_path=runs/no-tokenizer", "runs/no-tokenizer has no tokenizer files")):
+        assert main(["train", "cpt", "--config", str(cfg), override]) == 2
+        err = capsys.readouterr().err
+        assert message in " ".join(err.split()) and len(err.strip().splitlines()) <= 2, override
+    assert not (tmp_path / "out").exists()
 
 
 def test_world_size_divisibility_and_sft_paths(assets, tmp_path, capsys, monkeypatch):

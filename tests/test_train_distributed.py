@@ -43,6 +43,7 @@ def _config(assets, mode, tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["cpt", "lora"])
+@pytest.mark.slow
 def test_two_processes_match_one(assets, tmp_path, mode):
     cfg = _config(assets, mode, tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jft_train_utils import make_assets, run_config
 from japanese_ft.errors import UserError
+from jft_train_utils import make_assets, run_config
 
 
 @pytest.fixture(scope="module")

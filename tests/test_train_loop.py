@@ -41,7 +41,8 @@ def test_first_step_loss_equals_transformers_loss(assets, tmp_path):
 def test_sft_step_loss_is_mean_over_answer_tokens(assets, tmp_path):
     """Across micro-batches of different answer lengths the loss is sum/total-count, not a mean of means."""
     from japanese_ft.data.sft import build_sft_batches
-    from japanese_ft.model.load import load_model, load_tokenizer
+    from japanese_ft.model.load import load_model
+    from japanese_ft.tokens import load_tokenizer
 
     cfg = run_config(assets, "sft", tmp_path / "run", "train.max_steps=1", "train.eval_every=0", "train.micro_batch_size=1",
                      "data.pack=false")

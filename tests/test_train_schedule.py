@@ -7,7 +7,7 @@ from japanese_ft.train.schedule import ScheduleConfig, build_scheduler, lr_at
 
 @pytest.mark.parametrize("kind", ["cosine", "linear", "constant"])
 def test_schedule_shapes(kind):
-    c = ScheduleConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110, kind=kind)
+    c = ScheduleConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110, schedule=kind)
     lrs = [lr_at(s, c) for s in range(110)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warmup
     assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))
@@ -23,7 +23,7 @@ def test_schedule_shapes(kind):
 def test_no_warmup_and_scheduler_matches_function():
     import torch
 
-    c = ScheduleConfig(lr=2e-4, min_lr=0.0, warmup_steps=0, max_steps=5, kind="cosine")
+    c = ScheduleConfig(lr=2e-4, min_lr=0.0, warmup_steps=0, max_steps=5, schedule="cosine")
     assert lr_at(0, c) == pytest.approx(2e-4) and lr_at(4, c) == pytest.approx(0.0)
     opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=c.lr)
     sched = build_scheduler(opt, c)

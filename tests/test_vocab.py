@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from japanese_ft.errors import UserError
 from jft_testutils import SHARED, write_jsonl
 from jft_train_utils import build_tokenizer
-from japanese_ft.errors import UserError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "japanese_ft" / "sample"
 ARTICLES = SAMPLE / "articles.jsonl"
@@ -62,8 +62,9 @@ def _untied_model(tok_dir: Path, out: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from japanese_ft.model.load import eos_id, load_tokenizer, save_hf_checkpoint
+    from japanese_ft.model.load import save_hf_checkpoint
     from japanese_ft.model.presets import preset_config
+    from japanese_ft.tokens import eos_id, load_tokenizer
 
     tok = load_tokenizer(str(tok_dir))
     config = preset_config("tiny", len(tok), eos_id(tok))
@@ -94,7 +95,8 @@ def tiny(tmp_path_factory):
 
 
 def _load(path: Path):
-    from japanese_ft.model.load import load_model, load_tokenizer
+    from japanese_ft.model.load import load_model
+    from japanese_ft.tokens import load_tokenizer
 
     return load_model(str(path), "float32", attn_implementation="eager"), load_tokenizer(str(path), chat_template=False)
 
@@ -117,7 +119,7 @@ def test_report_and_saved_files(tiny):
 
 
 def test_roundtrip_and_unchanged_ids(tiny):
-    from japanese_ft.model.load import load_tokenizer
+    from japanese_ft.tokens import load_tokenizer
 
     base = load_tokenizer(str(tiny["tied"]), chat_template=False)
     ext = load_tokenizer(str(tiny["tied_ext"]), chat_template=False)
@@ -268,8 +270,8 @@ def test_bad_input_errors(tiny, tmp_path, capsys):
 @pytest.mark.skipif(not (QWEN / "tokenizer.json").exists(), reason="needs ../shared/tokenizers/qwen2.5")
 def test_qwen_tokenizer_extension(tmp_path):
     """The real Qwen2.5 tokenizer (151,643 BPE tokens + 22 control tokens), tokenizer only."""
-    from japanese_ft.model.load import load_tokenizer
     from japanese_ft.model.vocab import chars_per_token, extend_tokenizer, save_tokenizer
+    from japanese_ft.tokens import load_tokenizer
 
     result = extend_tokenizer(QWEN, [ARTICLES], 300)
     assert result.first_id == 151665 and result.added == 300

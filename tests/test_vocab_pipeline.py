@@ -6,8 +6,8 @@ import io
 import json
 from pathlib import Path
 
-from jft_train_utils import build_tokenizer, sft_records, write_jsonl
 from japanese_ft.cli import main
+from jft_train_utils import build_tokenizer, sft_records, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "japanese_ft" / "sample"

@@ -21,12 +21,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-_STATE = {"debug": False}
 
 
 @app.callback()
 def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
-    _STATE["debug"] = debug
+    pass  # declares --debug for the help text; `main` reads it from the arguments
 
 
 # ---- corpus commands (foundation) ----------------------------------------------------------

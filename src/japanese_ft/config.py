@@ -8,115 +8,221 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from japanese_ft.errors import UserError
+from japanese_ft.runtime import DTYPE_ALIASES
 
-MODES = ("cpt", "sft", "lora")
+# Hand-written coercion, not pydantic/tyro: the GPU machine has neither and cannot install them, and
+# ~60 lines give one-line messages that name the dotted key (pydantic's run over several lines).
+
+Mode = Literal["cpt", "sft", "lora"]
+MODES: tuple[str, ...] = typing.get_args(Mode)
 
 
 @dataclass
 class ModelConfig:
     name_or_path: str = ""
-    dtype: str = "bfloat16"  # parameter dtype for lora's frozen base; full modes keep fp32 master weights
-    attn_implementation: str = "auto"  # auto: flex_attention for packed SFT/LoRA on CUDA, else sdpa
+    """HF checkpoint directory or hub id ("owner/name"); required."""
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    """dtype of LoRA's frozen base weights on CUDA (CPU runs use float32); full modes always keep
+    float32 master weights. `bf16`/`fp16`/`fp32` are accepted for the same dtypes."""
+    attn_implementation: str = "auto"
+    """transformers' attention (`sdpa`, `eager`, `flash_attention_2`, `flex_attention`); auto:
+    flex_attention for packed SFT/LoRA on CUDA, else sdpa."""
     trust_remote_code: bool = False
+    """Run a model's own Python code from its directory or hub repository (only for models that need it)."""
     gradient_checkpointing: bool = False
-    compile: bool = True  # torch.compile each decoder layer on CUDA (ignored on CPU)
+    """HF activation checkpointing (non-reentrant): less memory, about a third more compute."""
+    compile: bool = True
+    """torch.compile each decoder layer on CUDA (ignored on CPU)."""
 
 
 @dataclass
 class DataConfig:
     train: list[str] = field(default_factory=list)
+    """cpt: token-file prefixes (`"0.7 path/a"` weights a blend); sft/lora: JSONL files. Required."""
     validation: list[str] = field(default_factory=list)
+    """Same kinds as `train`; no validation when empty."""
     seq_length: int = 2048
-    pack: bool = True  # sft/lora: pack examples into rows of seq_length (attention stays per example)
-    chat_template: str = "auto"  # auto: the tokenizer's template, else ChatML; chatml; none: plain input+output+EOS
-    truncation: str = "drop"  # sft: "drop" over-long examples or "truncate" the answer
-    tokenizer: str = ""  # defaults to model.name_or_path
+    """cpt: window length; sft/lora: longest example or packed row, in tokens."""
+    pack: bool = True
+    """sft/lora: pack examples into rows of seq_length (attention stays per example)."""
+    chat_template: Literal["auto", "chatml", "none"] = "auto"
+    """auto: the tokenizer's template, else ChatML; chatml: always ChatML; none: plain input + output + EOS."""
+    truncation: Literal["drop", "truncate"] = "drop"
+    """sft/lora: drop over-long examples or truncate them (both counted)."""
+    tokenizer: str = ""
+    """Tokenizer directory or hub id; empty: model.name_or_path's."""
 
 
 @dataclass
-class TrainingConfig:
-    micro_batch_size: int = 2
-    global_batch_size: int = 16
-    max_steps: int = 1000
+class ScheduleConfig:
+    """The learning-rate schedule (train/schedule.py reads exactly these fields of `train`)."""
+
     lr: float = 3e-4
+    """Peak learning rate (> 0)."""
     min_lr: float = 3e-5
-    schedule: str = "cosine"  # cosine | linear | constant
+    """Final learning rate of the decay (0 <= min_lr <= lr)."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warmup: cosine or linear to min_lr, or constant at lr."""
     warmup_steps: int = 200
+    """Linear warmup: step s (0-based) uses lr x (s+1)/warmup_steps; at most max_steps."""
+    max_steps: int = 1000
+    """Optimizer steps of the run."""
+
+
+@dataclass
+class TrainingConfig(ScheduleConfig):
+    micro_batch_size: int = 2
+    """Sequences per forward/backward per process."""
+    global_batch_size: int = 16
+    """Sequences per optimizer step over all processes (a multiple of micro_batch_size x processes)."""
     weight_decay: float = 0.1
+    """AdamW decay on matrices, not on norms and biases (>= 0)."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW betas, two values in [0, 1)."""
     grad_clip: float = 1.0
-    embedding_warmup_steps: int = 0  # cpt/sft: the first N steps update only the input/output embeddings
-    precision: str = "bf16"  # bf16 | fp32
+    """Global gradient-norm clipping; 0 turns clipping off (>= 0)."""
+    embedding_warmup_steps: int = 0
+    """cpt/sft: the first N steps update only the input/output embeddings (after `jft extend-vocab`)."""
+    precision: Literal["bfloat16", "float32"] = "bfloat16"
+    """bfloat16: autocast on CUDA with float32 master weights; float32: no autocast. CPU runs are float32.
+    The old spelling `bf16`/`fp32` is accepted for the same values."""
     eval_every: int = 100
+    """Validation every N steps and at the last step; 0: never."""
     eval_batches: int = 5
+    """Global batches per validation."""
     save_every: int = 100
+    """Checkpoint every N steps and at the end; 0: only at the end."""
     keep_last: int = 2
+    """Checkpoints kept (the newest ones)."""
     log_every: int = 1
+    """A metrics.jsonl line every N steps."""
     seed: int = 1234
-    device: str = "auto"  # auto | cpu | cuda
+    """Data order, LoRA initialisation and dropout."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA when a GPU is visible, else the CPU."""
 
 
 @dataclass
 class LoraConfig:
     r: int = 16
+    """Rank of the adapters (>= 1)."""
     alpha: int = 32
+    """Scale numerator: adapters are scaled by alpha / r (> 0)."""
     dropout: float = 0.1
+    """Dropout on the adapters' input, in [0, 1)."""
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """PEFT's `all-linear` (every linear layer but the head) or module names."""
 
 
 @dataclass
 class RunConfig:
-    mode: str = "cpt"
+    mode: Mode = "cpt"
+    """cpt (continual pre-training on token files), sft (full fine-tuning on JSONL) or lora."""
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The model to start from and how to run it."""
     data: DataConfig = field(default_factory=DataConfig)
+    """What to train on."""
     train: TrainingConfig = field(default_factory=TrainingConfig)
+    """Optimizer, schedule, batch sizes, checkpoints."""
     lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA adapters (mode lora)."""
     output_dir: str = "runs/default"
+    """Run directory: checkpoints, final/, metrics (locked while a run uses it)."""
 
     def validate(self) -> None:
-        """Checks that need no files or models; path and model checks live in the trainer."""
-        _choice("mode", self.mode, MODES)
-        _choice("train.schedule", self.train.schedule, ("cosine", "linear", "constant"))
-        _choice("train.precision", self.train.precision, ("bf16", "fp32"))
-        _choice("train.device", self.train.device, ("auto", "cpu", "cuda"))
-        _choice("data.truncation", self.data.truncation, ("drop", "truncate"))
-        _choice("data.chat_template", self.data.chat_template, ("auto", "chatml", "none"))
-        for name in ("micro_batch_size", "global_batch_size", "max_steps"):
-            if getattr(self.train, name) < 1:
-                raise UserError(f"train.{name} must be >= 1, got {getattr(self.train, name)}")
+        """Every check that needs no file, model or process group; one line naming the key.
+        Paths, the model's limits and the world size are checked by `train/checks.preflight`."""
+        _check_choices(self)
+        t, lora = self.train, self.lora
+        for name in ("micro_batch_size", "global_batch_size", "max_steps", "keep_last", "log_every"):
+            if getattr(t, name) < 1:
+                raise UserError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+        for name in ("eval_every", "save_every", "eval_batches", "warmup_steps", "embedding_warmup_steps", "seed"):
+            if getattr(t, name) < 0:
+                raise UserError(f"train.{name} must be >= 0, got {getattr(t, name)}")
         if self.data.seq_length < 2:
             raise UserError(f"data.seq_length must be >= 2, got {self.data.seq_length}")
-        if self.train.global_batch_size % self.train.micro_batch_size:
+        if t.global_batch_size % t.micro_batch_size:
             raise UserError(
-                f"train.global_batch_size ({self.train.global_batch_size}) is not divisible by "
-                f"train.micro_batch_size ({self.train.micro_batch_size})"
+                f"train.global_batch_size ({t.global_batch_size}) is not divisible by "
+                f"train.micro_batch_size ({t.micro_batch_size})"
             )
         if not self.model.name_or_path:
             raise UserError("model.name_or_path is required")
         if not self.data.train:
             raise UserError("data.train must list at least one input")
-        if len(self.train.betas) != 2:
-            raise UserError(f"train.betas must have two values, got {self.train.betas}")
-        if self.lora.r < 1:
-            raise UserError(f"lora.r must be >= 1, got {self.lora.r}")
-        if self.train.embedding_warmup_steps < 0:
-            raise UserError(f"train.embedding_warmup_steps must be >= 0, got {self.train.embedding_warmup_steps}")
-        if self.train.embedding_warmup_steps and self.mode == "lora":
+        if not str(self.output_dir).strip():
+            raise UserError("output_dir must not be empty")
+        _number("train.lr", t.lr, low=0.0, low_open=True)
+        _number("train.min_lr", t.min_lr, low=0.0)
+        if t.min_lr > t.lr:
+            raise UserError(f"train.min_lr ({t.min_lr:g}) is above train.lr ({t.lr:g}); the decay would raise the rate")
+        if t.warmup_steps > t.max_steps:
+            raise UserError(f"train.warmup_steps ({t.warmup_steps}) is more than train.max_steps ({t.max_steps}): "
+                            "the learning rate would never reach train.lr; lower train.warmup_steps")
+        _number("train.weight_decay", t.weight_decay, low=0.0)
+        _number("train.grad_clip", t.grad_clip, low=0.0)
+        if len(t.betas) != 2:
+            raise UserError(f"train.betas must have two values, got {t.betas}")
+        for k, beta in enumerate(t.betas):
+            _number(f"train.betas[{k}]", beta, low=0.0, high=1.0)
+        if lora.r < 1:
+            raise UserError(f"lora.r must be >= 1, got {lora.r}")
+        _number("lora.alpha", lora.alpha, low=0.0, low_open=True)
+        _number("lora.dropout", lora.dropout, low=0.0, high=1.0)
+        if not lora.target_modules:
+            raise UserError("lora.target_modules must name at least one module (or all-linear)")
+        if t.embedding_warmup_steps and self.mode == "lora":
             raise UserError("train.embedding_warmup_steps: lora keeps the embeddings frozen; use it with cpt or sft")
+
+
+def _number(name: str, value: float, low: float, high: float | None = None, low_open: bool = False) -> None:
+    """A finite number in [low, high) (or (low, high) with `low_open`), else a UserError naming it."""
+    bad = not math.isfinite(value) or value < low or (low_open and value == low) or (high is not None and value >= high)
+    if bad:
+        span = f"{'(' if low_open else '['}{low:g}, {'inf)' if high is None else f'{high:g})'}"
+        raise UserError(f"{name} must be a finite number in {span}, got {value!r}")
+
+
+def _check_choices(cfg, where: str = "") -> None:
+    """Every `Literal` field of the tree holds one of its values."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value, path = getattr(cfg, f.name), f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            _check_choices(value, path)
+        elif typing.get_origin(hints[f.name]) is Literal and value not in typing.get_args(hints[f.name]):
+            _choice(path, value, typing.get_args(hints[f.name]))
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise UserError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+
+
+def field_docs(cls) -> dict[str, str]:
+    """{field: its docstring} of a config dataclass (and its bases), read from the source."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__[:-1]):
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body
+        for node, after in zip(body, body[1:] + [None]):
+            if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+                docs[node.target.id] = inspect.cleandoc(after.value.value)
+    return docs
 
 
 # ---- generic loading ---------------------------------------------------------------------
@@ -143,6 +249,12 @@ def _coerce(tp, value, path: str):
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value if value is not None else {}, path)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if isinstance(value, str) and value not in allowed and DTYPE_ALIASES.get(value) in allowed:
+            return DTYPE_ALIASES[value]  # bf16 -> bfloat16 (runtime.py: one dtype spelling)
+        _choice(path, value, allowed)
+        return value
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
@@ -236,9 +348,6 @@ def to_dict(cfg) -> dict[str, Any]:
 
 def save_config(cfg, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically)."""
-    import os
+    from japanese_ft.files import write_text
 
-    path = Path(path)
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))

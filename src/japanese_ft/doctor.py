@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from japanese_ft.errors import one_line
+from japanese_ft.files import looks_local
+
 CPU_TORCH = "pip install torch==2.13.0   # CPU build; for CUDA see https://pytorch.org/get-started/locally/"
 
 
@@ -109,9 +112,9 @@ def check_bf16(torch) -> Check:
         return Check("bf16", "info", "unknown (no torch)")
     if torch.cuda.is_available():
         if torch.cuda.is_bf16_supported():
-            return Check("bf16", "ok", "supported on the GPU (train.precision: bf16, the recipes' default)")
-        return Check("bf16", "warn", "not supported by this GPU", "use train.precision=fp32 (the qwen2.5-0.5b recipes default to bf16)")
-    return Check("bf16", "info", "CPU: jft trains in fp32 on the CPU (precision=bf16 applies on CUDA only)")
+            return Check("bf16", "ok", "supported on the GPU (train.precision: bfloat16, the recipes' default)")
+        return Check("bf16", "warn", "not supported by this GPU", "use train.precision=float32 (the qwen2.5-0.5b recipes default to bfloat16)")
+    return Check("bf16", "info", "CPU: jft trains in float32 on the CPU (train.precision=bfloat16 applies on CUDA only)")
 
 
 def check_compile(torch) -> Check:
@@ -152,15 +155,15 @@ def check_disk(path: str | Path = ".") -> Check:
 
 def check_tokenizer(name: str) -> Check:
     t0 = time.perf_counter()
-    if not Path(name).expanduser().exists() and _looks_local(name):
+    if not Path(name).expanduser().exists() and looks_local(name):
         return Check(f"tokenizer {name}", "fail", "no such directory", _path_fix(name, "tokenizer.json"))
     try:
-        from japanese_ft.model.load import eos_id, load_tokenizer
+        from japanese_ft.tokens import eos_id, load_tokenizer
 
         tok = load_tokenizer(name)
     except Exception as exc:
         fix = _path_fix(name, "tokenizer.json")
-        return Check(f"tokenizer {name}", "fail", _one_line(exc), fix)
+        return Check(f"tokenizer {name}", "fail", one_line(exc), fix)
     eos = eos_id(tok)
     sample = "富士山は日本で最も高い山である。"
     ids = tok(sample, add_special_tokens=False)["input_ids"]
@@ -178,7 +181,7 @@ def check_tokenizer(name: str) -> Check:
 def check_model(name: str) -> Check:
     t0 = time.perf_counter()
     p = Path(name).expanduser()
-    if not p.exists() and _looks_local(name):
+    if not p.exists() and looks_local(name):
         return Check(f"model {name}", "fail", "no such directory", _path_fix(name, "config.json"))
     if p.is_dir() and not (p / "config.json").exists():
         if (p / "adapter_config.json").exists():
@@ -189,35 +192,24 @@ def check_model(name: str) -> Check:
         from transformers import AutoConfig
 
         from japanese_ft.model.load import load_model
+        from japanese_ft.runtime import stored_dtype
 
         config = AutoConfig.from_pretrained(str(name))
-        dtype = str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32").replace("torch.", "")
-        if dtype not in ("float32", "bfloat16", "float16"):
-            dtype = "float32"
+        dtype = stored_dtype(config)
         model = load_model(str(name), dtype)
     except Exception as exc:
-        return Check(f"model {name}", "fail", _one_line(exc), _path_fix(name, "config.json"))
+        return Check(f"model {name}", "fail", one_line(exc), _path_fix(name, "config.json"))
     params = sum(q.numel() for q in model.parameters())
     detail = (f"loads in {time.perf_counter() - t0:.1f} s: {config.model_type}, {params / 1e6:,.1f} M parameters, "
               f"{dtype}, {config.num_hidden_layers} layers, max positions {getattr(config, 'max_position_embeddings', '?')}")
     return Check(f"model {name}", "ok", detail)
 
 
-def _looks_local(name: str) -> bool:
-    """A path rather than a hub id (hub ids are exactly "owner/name")."""
-    return name.startswith((".", "/", "~")) or name.count("/") != 1
-
-
-def _one_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0][:300] if text else ''}"
-
-
 def _path_fix(name: str, needed: str) -> str:
     p = Path(name).expanduser()
     if p.exists():
         return f"point it at a directory with {needed} (a jft init-model/train output, or a downloaded HF checkpoint)"
-    if not _looks_local(name):
+    if not looks_local(name):
         return (f"hub id: check the spelling and the network (or HF_HUB_OFFLINE); to work offline, "
                 f"download once: hf download {name} --local-dir models/{name.split('/')[-1]}")
     return f"{name} does not exist: check the path"

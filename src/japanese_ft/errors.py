@@ -8,3 +8,10 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+def one_line(exc: BaseException) -> str:
+    """`Class: first line of the message` (at most 300 characters), for errors from libraries
+    whose messages run over many lines."""
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0][:300] if lines else ''}"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TaskProgressColumn,
@@ -15,7 +15,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
-    DownloadColumn,
 )
 from rich.table import Table
 
@@ -107,6 +106,3 @@ def error(message: str) -> None:
 
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # "[gguf]" stays text
 
-
-def is_interactive() -> bool:
-    return sys.stdin.isatty()

@@ -59,7 +59,8 @@ def test_flex_attention_packed_rows_equal_unpacked(assets):
     """Per-example losses of packed rows under flex attention (the engine's choice for packed rows
     on CUDA) == the same examples one by one, within bf16 tolerance; backward runs too."""
     from japanese_ft.data.sft import ChatEncoder, load_examples, pack_examples
-    from japanese_ft.model.load import load_model, load_tokenizer
+    from japanese_ft.model.load import load_model
+    from japanese_ft.tokens import load_tokenizer
     from japanese_ft.train.loss import causal_lm_loss
 
     tok = load_tokenizer(str(assets["model"]))

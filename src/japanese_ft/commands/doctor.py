@@ -14,8 +14,8 @@ def run_doctor(tokenizer: str | None, model: str | None, path: Path) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from japanese_ft.ui import quiet_libraries
     from japanese_ft.doctor import exit_code, run_checks
+    from japanese_ft.ui import quiet_libraries
 
     quiet_libraries()
     checks = run_checks(tokenizer, model, path)

@@ -42,15 +42,16 @@ def _batch_size(value) -> int | str:
 
 
 def _finish(task, summary, records, output, model, adapter, m, tok, label, settings):
-    from japanese_ft.eval.common import examples_path, write_json_atomic, write_jsonl_atomic
+    from japanese_ft.eval.common import examples_path
     from japanese_ft.eval.loading import default_label, model_info
+    from japanese_ft.files import write_json, write_jsonl
 
     label = label or default_label(model, adapter)
     result = {**summary, "label": label, "model_info": model_info(m, tok, model, adapter), "settings": settings}
     output = Path(output) if output else Path("results") / f"{label}-{task}.json"
-    write_json_atomic(output, result)
+    write_json(output, result)
     ex = examples_path(output)
-    write_jsonl_atomic(ex, records)
+    write_jsonl(ex, records)
     return result, output, ex
 
 
@@ -174,12 +175,12 @@ def run_compare(results, labels, chart, output=None):
     from rich.markup import escape
     from rich.table import Table
 
-    from japanese_ft.eval.common import write_json_atomic
     from japanese_ft.eval.compare import bar_chart, compare, format_table
+    from japanese_ft.files import write_json
 
     res = compare([str(r) for r in results], labels or None)
     if output:
-        write_json_atomic(output, {**res, "results": [str(r) for r in results]})
+        write_json(output, {**res, "results": [str(r) for r in results]})
     table = Table(title="compare", title_justify="left")
     table.add_column("metric", style="bold cyan")
     table.add_column("format")

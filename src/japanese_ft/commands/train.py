@@ -24,8 +24,9 @@ def run_init_model(preset: str, tokenizer: str, output: Path, seed: int, dtype: 
         raise UserError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
     if dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise UserError(f"--dtype {dtype!r}: choose auto, float32, bfloat16 or float16")
-    if not Path(tokenizer).exists() and tokenizer.startswith((".", "/", "~")):
-        raise UserError(f"--tokenizer {tokenizer}: not found")
+    from japanese_ft.tokens import check_tokenizer_source
+
+    check_tokenizer_source(tokenizer, "--tokenizer")
     quiet_libraries()
     from japanese_ft.model.load import init_model
 
@@ -99,7 +100,9 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
     rows += [
         ("checkpoint", result.checkpoint or "-"),
         ("final", result.final_dir or "- (stopped early; re-run the same command to resume)"),
-        ("metrics", f"{cfg.output_dir}/metrics.jsonl, tensorboard/, training_curve.png"),
+        ("metrics", f"{cfg.output_dir}/metrics.jsonl, training_curve.png"
+                    + (", tensorboard/" if (Path(cfg.output_dir) / "tensorboard").is_dir() else
+                       " (no TensorBoard events: pip install \"japanese-ft[tensorboard]\")")),
     ]
     summary_table(f"jft train {cfg.mode} -> {cfg.output_dir}", rows)
     return 0
@@ -110,7 +113,9 @@ def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
         raise UserError(f"--dtype {dtype!r}: choose auto, float32, bfloat16 or float16")
     if not adapter.exists():
         raise UserError(f"--adapter {adapter}: not found")
-    if not Path(base).exists() and base.startswith((".", "/", "~")):
+    from japanese_ft.files import looks_local
+
+    if not Path(base).exists() and looks_local(base):
         raise UserError(f"--base {base}: not found")
     quiet_libraries()
     from japanese_ft.model.lora import merge_adapter

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import re
 import socket
 import time
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from japanese_ft.errors import UserError
+from japanese_ft.files import publish
 
 LLMJP_V3_RAW = "https://gitlab.llm-jp.nii.ac.jp/datasets/llm-jp-corpus-v3/-/raw/main"
 
@@ -140,7 +140,7 @@ def download_file(
             part.unlink(missing_ok=True)
             raise UserError(f"{url}: SHA-256 mismatch (got {digest}, expected {sha256.lower()}); the partial file was removed")
         verified = "size+sha256" if total is not None else "sha256"
-    os.replace(part, dest)
+    publish(part, dest)
     return FileResult(dest.name, str(dest), size, "resumed" if resumed_from else "downloaded", verified, attempt)
 
 

@@ -8,7 +8,6 @@ for any worker count.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter, deque
@@ -30,6 +29,7 @@ from japanese_ft.data.corpus import (
 from japanese_ft.data.token_file import TokenFileWriter, dtype_for_vocab
 from japanese_ft.data.tokenizer_files import load_tokenizer_json, resolve_eod_id
 from japanese_ft.errors import UserError
+from japanese_ft.files import write_json
 from japanese_ft.text.dedup import ExactDeduplicator, MinHasher, NearDeduplicator, exact_key
 from japanese_ft.text.normalize import clean, normalize
 from japanese_ft.text.quality import QualityConfig, check_quality
@@ -231,8 +231,17 @@ def _worker_opts(opts: PrepareOptions, eod_id: int | None, dtype: np.dtype) -> d
 
 
 def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
-    """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`."""
+    """Run the whole pipeline; returns the stats also written to `PREFIX.stats.json`. The prefix
+    is locked (`.NAME.jft-lock` beside it): a second run on it stops at once, naming the holder."""
+    from japanese_ft.files import OutputLock
+
     files = expand_inputs(inputs)
+    prefix = Path(output_prefix)
+    with OutputLock(prefix.with_name(f".{prefix.name}.jft-lock"), f"--output-prefix {output_prefix}"):
+        return _prepare_corpus(files, output_prefix, opts, progress)
+
+
+def _prepare_corpus(files: list[Path], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
     tokenizer_json, eod_id, dtype = _build_tokenizer(opts)
 
     start_line, stop_line = 0, None
@@ -281,7 +290,7 @@ def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOp
     stats.documents_written = writer.documents
     stats.chars_per_token = round(stats.characters / stats.tokens, 4) if stats.tokens else 0.0
     stats.mb_per_s = round(stats.input_bytes / 1e6 / max(stats.seconds, 1e-9), 3)
-    _write_json_atomic(Path(f"{output_prefix}.stats.json"), asdict(stats))
+    write_json(f"{output_prefix}.stats.json", asdict(stats))
     return stats
 
 
@@ -308,7 +317,3 @@ def _write_kept(res: dict, writer: TokenFileWriter, exact, near, dropped: Counte
         writer.add_document(flat[offsets[j] : offsets[j + 1]])
 
 
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

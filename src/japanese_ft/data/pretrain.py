@@ -117,14 +117,14 @@ class PackedWindows:
         return self.block_size
 
     # ---- the global stream ----
-    @lru_cache(maxsize=8)
+    @lru_cache(maxsize=8)  # noqa: B019 (one dataset per run: the cache living as long as it is the point)
     def _source_perm(self, i: int, epoch: int) -> np.ndarray:
         n = self.n_windows[i]
         if not self.shuffle:
             return np.arange(n, dtype=np.int64)
         return np.random.default_rng([self.seed, 1, i, epoch]).permutation(n)
 
-    @lru_cache(maxsize=4)
+    @lru_cache(maxsize=4)  # noqa: B019 (as above)
     def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         """(source index, index in that source's stream) for every position of block b."""
         src = np.concatenate([np.full(c, i, dtype=np.int64) for i, c in enumerate(self.block_counts)])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from japanese_ft.data.qa_pairs import (  # noqa: F401  (re-exported: the public 
     restore_subject,
 )
 from japanese_ft.errors import UserError
+from japanese_ft.files import publish, temp_path
 from japanese_ft.text.normalize import clean, normalize
 
 REPORT_EXAMPLES = 3  # examples kept per (kind, reason) in the report
@@ -147,7 +147,7 @@ def build_qa(inputs: list[str | Path], output_dir: str | Path, options: QAOption
     opts.check()
     files = expand_inputs(inputs)
     final = _output_paths(Path(output_dir), report)
-    tmp = {name: Path(f"{path}.tmp") for name, path in final.items()}
+    tmp = {name: temp_path(path) for name, path in final.items()}
 
     options_dump = {k: v for k, v in asdict(opts).items() if k not in ("strict", "exclude_titles")}
     options_dump["excluded_titles"] = len(opts.exclude_titles)
@@ -180,7 +180,7 @@ def build_qa(inputs: list[str | Path], output_dir: str | Path, options: QAOption
         if report is not None:
             _write_json(tmp["report"], tally.report(stats))
         for name, path in final.items():
-            os.replace(tmp[name], path)
+            publish(tmp[name], path)
     except BaseException:
         for h in handles.values():
             h.close()

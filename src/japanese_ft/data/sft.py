@@ -4,13 +4,13 @@ Records are JSONL lines, either `{"input": ..., "output": ...}` (optional `"syst
 `{"messages": [{"role": ..., "content": ...}, ...]}`.
 
 Encoding (`encode_example`):
-  1. The messages are rendered with the chat template (the tokenizer's, else jft's ChatML in
-     `japanese_ft.text.chat`), with every message content replaced by a sentinel.
-  2. Template text between sentinels is tokenized normally, so `<|im_start|>`/`<|im_end|>` in the
-     template become control tokens; message contents are tokenized with
-     `split_special_tokens=True`, so a literal `<|im_end|>` typed by a user stays plain text.
+  1. Roles must be system, user or assistant (`tokens.check_messages`, with file:line).
+  2. `tokens.chat_segments` renders the messages with the chat template (the tokenizer's, else
+     jft's ChatML in `japanese_ft.text.chat`) and tokenizes the template's own text with its
+     control tokens and every message content as plain text, so a literal `<|im_end|>` or
+     `<tool_call>` in the data stays text.
   3. Labels are -100 everywhere except assistant contents plus the end-of-turn token that closes
-     each assistant turn (the first stop token in the template text after it: `<|im_end|>`).
+     each assistant turn (the first of `tokens.stop_token_ids` in the template text after it).
 Over-long examples are dropped or truncated (`data.truncation`), and every case is counted.
 
 Plain text (`data.chat_template: none`, `PlainEncoder`): no template at all. `input` followed
@@ -30,36 +30,23 @@ position_ids for variable-length attention.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from japanese_ft import tokens
 from japanese_ft.errors import UserError
-from japanese_ft.text.chat import CHATML_TEMPLATE, render_chatml
 
 IGNORE_INDEX = -100
 TEMPLATES = ("auto", "chatml", "none")  # data.chat_template
-_SENTINEL = re.compile("\ue000(\\d+)\ue001")
-
-
-def _sentinel(i: int) -> str:
-    return f"\ue000{i}\ue001"
 
 
 def record_to_messages(record: dict, where: str = "") -> list[dict]:
     if not isinstance(record, dict):
         raise UserError(f"{where}: expected a JSON object")
     if "messages" in record:
-        msgs = record["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            raise UserError(f"{where}: 'messages' must be a non-empty list")
-        out = []
-        for m in msgs:
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-                raise UserError(f"{where}: every message needs string 'role' and 'content'")
-            out.append({"role": m["role"], "content": m["content"]})
+        out = tokens.check_messages(record["messages"], where)
         if not any(m["role"] == "assistant" for m in out):
             raise UserError(f"{where}: no assistant message to learn from")
         return out
@@ -79,23 +66,19 @@ class ChatEncoder:
     """Turns messages into (input_ids, labels) with the tokenizer's template or jft's ChatML."""
 
     def __init__(self, tokenizer, template: str = "auto") -> None:
-        from japanese_ft.model.load import stop_token_ids
+        from japanese_ft.text.chat import IM_END, IM_START
 
         self.tok = tokenizer
-        tmpl = getattr(tokenizer, "chat_template", None)
         if template not in ("auto", "chatml"):
             raise UserError(f"data.chat_template {template!r}: choose {', '.join(TEMPLATES)}")
-        self.use_chatml = template == "chatml" or not tmpl or tmpl == CHATML_TEMPLATE
-        self.stop_ids = set(stop_token_ids(tokenizer))
+        self.use_chatml = tokens.uses_chatml(tokenizer, template)
+        self.stop_ids = set(tokens.stop_token_ids(tokenizer))
         if self.use_chatml:
-            from japanese_ft.model.load import token_id
-            from japanese_ft.text.chat import IM_END, IM_START
-
-            missing = [t for t in (IM_START, IM_END) if token_id(tokenizer, t) is None]
+            missing = [t for t in (IM_START, IM_END) if tokens.token_id(tokenizer, t) is None]
             if missing:
                 raise UserError(f"the tokenizer has no {', '.join(missing)} token needed by the ChatML template; "
                                 "use a tokenizer with these special tokens or with its own chat template")
-            self.stop_ids = {token_id(tokenizer, IM_END)}
+            self.stop_ids = {tokens.token_id(tokenizer, IM_END)}
         if not self.stop_ids:
             raise UserError("the tokenizer has no end-of-turn or EOS token to end answers with")
 
@@ -103,30 +86,14 @@ class ChatEncoder:
         return self.encode(record_to_messages(record, where))
 
     def render(self, messages: list[dict]) -> str:
-        if self.use_chatml:
-            return render_chatml(messages)
-        return self.tok.apply_chat_template(messages, tokenize=False)
-
-    def _ids(self, text: str, content: bool) -> list[int]:
-        if not text:
-            return []
-        if content:
-            return list(self.tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
-        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+        return tokens.render_chat(self.tok, messages, add_generation_prompt=False, chatml=self.use_chatml)
 
     def encode(self, messages: list[dict]) -> tuple[list[int], list[int]]:
-        masked = [{"role": m["role"], "content": _sentinel(i)} for i, m in enumerate(messages)]
-        text = self.render(masked)
-        parts = _SENTINEL.split(text)  # [template, idx, template, idx, ..., template]
-        found = [int(x) for x in parts[1::2]]
-        if found != list(range(len(messages))):
-            raise UserError("the chat template changes or reorders message contents; use data.chat_template=chatml")
         ids: list[int] = []
         labels: list[int] = []
         label_next_stop = False
-        for k, piece in enumerate(parts):
-            if k % 2 == 0:  # template text
-                piece_ids = self._ids(piece, content=False)
+        for piece_ids, index in tokens.chat_segments(self.tok, messages, chatml=self.use_chatml):
+            if index is None:  # template text
                 piece_labels = [IGNORE_INDEX] * len(piece_ids)
                 if label_next_stop:
                     for j, tid in enumerate(piece_ids):
@@ -137,10 +104,8 @@ class ChatEncoder:
                 ids += piece_ids
                 labels += piece_labels
             else:
-                msg = messages[int(piece)]
-                piece_ids = self._ids(msg["content"], content=True)
                 ids += piece_ids
-                if msg["role"] == "assistant":
+                if messages[index]["role"] == "assistant":
                     labels += piece_ids
                     label_next_stop = True
                 else:
@@ -152,10 +117,8 @@ class PlainEncoder:
     """`data.chat_template: none`: `input` + `output` + EOS as plain text; loss on output and EOS."""
 
     def __init__(self, tokenizer) -> None:
-        from japanese_ft.model.load import eos_id
-
         self.tok = tokenizer
-        self.eos = eos_id(tokenizer)
+        self.eos = tokens.eos_id(tokenizer)
         if self.eos is None:
             raise UserError("data.chat_template=none ends every answer with EOS, but the tokenizer has no EOS token")
 
@@ -172,8 +135,8 @@ class PlainEncoder:
         if record.get("system"):
             raise UserError(f"{where}: 'system' has no place in plain-text training (data.chat_template=none)")
         # the prompt exactly as jft eval encodes raw prompts (eval/generation.generate), the answer separately
-        prompt = list(self.tok(record["input"], add_special_tokens=True)["input_ids"])
-        answer = list(self.tok(record["output"], add_special_tokens=False)["input_ids"]) + [self.eos]
+        prompt = tokens.plain_ids(self.tok, record["input"], add_special_tokens=True)
+        answer = tokens.plain_ids(self.tok, record["output"]) + [self.eos]
         return prompt + answer, [IGNORE_INDEX] * len(prompt) + answer
 
 
@@ -427,11 +390,9 @@ class SFTBatches:
 def build_sft_batches(paths, tokenizer, seq_length: int, truncation: str, template: str, pack: bool, seed: int,
                       rank: int = 0, world_size: int = 1, shuffle: bool = True, flatten: bool = False):
     """JSONL files -> (SFTBatches, SFTStats)."""
-    from japanese_ft.model.load import pad_id
-
     encoder = make_encoder(tokenizer, template)
     examples, stats = load_examples(paths, encoder, seq_length, truncation)
-    pid = pad_id(tokenizer)
+    pid = tokens.pad_id(tokenizer)
     samples = pack_examples(examples, seq_length, pid, seed if shuffle else None) if pack else examples
     stats.rows = len(samples)
     return SFTBatches(samples, pid, seq_length, seed, rank, world_size, shuffle, pack, flatten and pack), stats

@@ -24,13 +24,13 @@ sends (`japanese_ft.eval.prompts.jsquad_prompt`, 0-shot), so a model trained on 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
 from japanese_ft.errors import UserError
+from japanese_ft.files import write_lines
 
 SEP = " [SEP] "
 INPUT_TEMPLATE = "文章:{context}\n質問:{question}"
@@ -143,16 +143,7 @@ def _write_atomic(output: Path, lines) -> None:
     """Write the lines to OUTPUT.tmp and rename it to OUTPUT when complete."""
     if output.is_dir():
         raise UserError(f"{output}: is a directory; --output takes a file name such as out.jsonl")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            for line in lines:
-                fh.write(line)
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_lines(output, lines)
 
 
 def convert_squad(path: str | Path, output: str | Path, strip_title: bool = True, style: str = "plain") -> SquadStats:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from japanese_ft.files import publish, temp_path
+
 _MAGIC = b"MMIDIDX\x00\x00"
 _VERSION = 1
 _DTYPE_CODES = {
@@ -55,7 +57,7 @@ class TokenFileWriter:
         if self.dtype not in _DTYPE_CODES:
             raise ValueError(f"unsupported dtype {self.dtype}")
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
-        self._bin_tmp = Path(f"{self.prefix}.bin.tmp")
+        self._bin_tmp = temp_path(bin_path(self.prefix))
         self._fh = open(self._bin_tmp, "wb")
         self._lengths: list[np.ndarray] = []
         self._pending: list[int] = []
@@ -92,19 +94,18 @@ class TokenFileWriter:
         os.fsync(self._fh.fileno())
         self._fh.close()
         lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, dtype=np.int32)
-        idx_tmp = Path(f"{self.prefix}.idx.tmp")
-        write_index(idx_tmp, self.dtype, lengths)
         final_idx = idx_path(self.prefix)
-        if final_idx.exists():
-            final_idx.unlink()
-        os.replace(self._bin_tmp, bin_path(self.prefix))
-        os.replace(idx_tmp, final_idx)
+        idx_tmp = temp_path(final_idx)
+        write_index(idx_tmp, self.dtype, lengths)
+        final_idx.unlink(missing_ok=True)  # never a new .bin beside the old .idx
+        publish(self._bin_tmp, bin_path(self.prefix))
+        publish(idx_tmp, final_idx)
 
     def abort(self) -> None:
         """Close and delete the temporary files (used when a run fails or is interrupted)."""
         if not self._fh.closed:
             self._fh.close()
-        for p in (self._bin_tmp, Path(f"{self.prefix}.idx.tmp")):
+        for p in (self._bin_tmp, temp_path(idx_path(self.prefix))):
             p.unlink(missing_ok=True)
 
 

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from japanese_ft.errors import UserError
-
-_EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>")
+from japanese_ft.tokens import EOS_CANDIDATES
 
 
 def load_tokenizer_json(name_or_path: str, trust_remote_code: bool = False,
@@ -44,7 +43,7 @@ def load_tokenizer_json(name_or_path: str, trust_remote_code: bool = False,
 
 def resolve_eod_id(tokenizer, eos_token: str | None) -> int:
     """The id that ends each document: the configured EOS token, else a well-known one."""
-    for candidate in ([eos_token] if eos_token else []) + list(_EOD_CANDIDATES):
+    for candidate in ([eos_token] if eos_token else []) + list(EOS_CANDIDATES):
         tid = tokenizer.token_to_id(candidate)
         if tid is not None:
             return tid

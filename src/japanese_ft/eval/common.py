@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
@@ -32,22 +30,6 @@ def pick_shots(pool: Sequence[T], k: int, seed: int, exclude: Callable[[T], bool
     raise UserError(f"--shots {k}: only {len(chosen)} usable few-shot examples are available")
 
 
-def write_json_atomic(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_jsonl_atomic(path: str | Path, records) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def examples_path(output: str | Path) -> Path:

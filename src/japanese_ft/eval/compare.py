@@ -148,11 +148,9 @@ def bar_chart(result: dict, out_png: str | Path) -> Path:
 
     Panel title = the evaluation, y label = the metric; a run without the metric gets no bar
     ("n/a"); a panel whose values are all zero keeps a 0..1 axis instead of matplotlib's -0.04..0.04."""
-    import matplotlib
+    from japanese_ft.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     metrics = result["metrics"]
     labels = result["labels"]
     cols = min(3, len(metrics))
@@ -179,12 +177,4 @@ def bar_chart(result: dict, out_png: str | Path) -> Path:
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(out_png.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    import os
-
-    os.replace(tmp, out_png)
-    return out_png
+    return save_figure(fig, out_png, dpi=110)

@@ -258,6 +258,6 @@ class Decoder:
                 st.logits = self._forward(st.tokens, st.key_valid, st.positions, st.cache, 1)
             st.graph = graph
         except Exception as exc:  # capture needs a sync-free forward; fall back to eager steps
-            warnings.warn(f"generation: CUDA graph capture failed ({type(exc).__name__}: {exc}); decoding eagerly")
+            warnings.warn(f"generation: CUDA graph capture failed ({type(exc).__name__}: {exc}); decoding eagerly", stacklevel=2)
             self.use_graphs = False
         return logits

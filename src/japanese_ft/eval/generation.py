@@ -3,10 +3,15 @@
 `generate` is the one path of `jft eval jsquad/jcommonsenseqa`, `jft generate` and `jft chat`.
 Prompts are sorted by token length so each batch holds similar lengths (less padding; the batch
 size comes from free memory by default), decoded by `eval.decoding.Decoder` (a KV cache; on GPU a
-static cache and a CUDA-graph decode step), every sequence stops at EOS *or* the chat template's
-end-of-turn token (`<|im_end|>`), outputs are returned in the caller's order, and the model's own
-generation_config (an instruct model may ship sampling defaults and a repetition penalty) never
-leaks into greedy evaluation.
+static cache and a CUDA-graph decode step), every sequence stops at `tokens.stop_token_ids` (the
+chat template's end-of-turn token, e.g. `<|im_end|>`, and EOS: the tokens training labels and
+saved checkpoints' generation_config.json use), outputs are returned in the caller's order, and the
+model's own generation_config (an instruct model may ship sampling defaults and a repetition
+penalty) never leaks into greedy evaluation.
+
+Prompts are plain text: a string prompt is tokenized with `split_special_tokens=True`, and chat
+prompts come from `tokens.encode_chat`, where only the template writes control tokens. So
+`<|im_end|>` typed in `jft chat` or found in an evaluation question is text, never a turn boundary.
 
 Greedy batched output equals one-at-a-time output on fp32, with either cache, and equals
 transformers' own `generate` (tests/test_eval_generation.py).
@@ -17,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>")
+from japanese_ft.tokens import encode_chat, pad_id, plain_ids, render_chat, stop_token_ids
 
 
 @dataclass
@@ -27,34 +32,10 @@ class Generated:
     stopped: bool  # True when a stop token ended it, False when max_new_tokens did
 
 
-def eos_ids(tokenizer) -> list[int]:
-    """The tokenizer's EOS id(s) only: where llm-jp-eval stops."""
-    eos = tokenizer.eos_token_id
-    if isinstance(eos, int):
-        return [eos]
-    if isinstance(eos, (list, tuple)):
-        return [int(e) for e in eos]
-    return []
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """EOS plus every end-of-turn token the vocabulary knows (ChatML's <|im_end|> and kin) and the
-    one the chat template writes after an assistant turn."""
-    from japanese_ft.model.load import end_of_turn_token
-
-    ids = eos_ids(tokenizer)
-    vocab = tokenizer.get_vocab()
-    for tok in (*END_OF_TURN_TOKENS, end_of_turn_token(tokenizer)):
-        tid = vocab.get(tok) if tok else None
-        if tid is not None and tid not in ids:
-            ids.append(int(tid))
-    return ids
-
-
 def generate(
     model,
     tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | Sequence[list[int]],
     max_new_tokens: int,
     batch_size: int | str = "auto",
     temperature: float = 0.0,
@@ -68,6 +49,8 @@ def generate(
 ) -> list[Generated]:
     """Generate a continuation for every prompt; results are in the order of `prompts`.
 
+    A prompt is a string (tokenized as plain text, with the tokenizer's BOS when
+    `add_special_tokens`) or a list of token ids (`tokens.encode_chat`'s, used as they are).
     temperature 0 means greedy decoding; otherwise sampling with `temperature` and `top_p`.
     `batch_size` "auto" sizes batches from free accelerator memory (8 on CPU); `cache` picks the
     KV cache (see `eval.decoding`: "auto" is a static cache with a CUDA-graph decode step on GPU).
@@ -80,8 +63,8 @@ def generate(
     if max_new_tokens < 1:
         raise ValueError("max_new_tokens must be >= 1")
     stop_ids = stop_token_ids(tokenizer) if stop_ids is None else list(stop_ids)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop_ids[0] if stop_ids else 0)
-    encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+    pad = pad_id(tokenizer)
+    encoded = [plain_ids(tokenizer, p, add_special_tokens) if isinstance(p, str) else list(p) for p in prompts]
     if batch_size == "auto":
         batch_size = auto_batch_size(model, [len(e) for e in encoded], max_new_tokens)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -95,7 +78,7 @@ def generate(
     stop_set = set(stop_ids)
     results: list[Generated | None] = [None] * len(prompts)
     for idx in sorted_batches([len(e) for e in encoded], batch_size, sort_by_length):
-        for i, ids in zip(idx, decoder.decode([encoded[i] for i in idx], max_new_tokens, pad_id, stop_ids, choose)):
+        for i, ids in zip(idx, decoder.decode([encoded[i] for i in idx], max_new_tokens, pad, stop_ids, choose)):
             stopped = False
             for k, t in enumerate(ids):
                 if t in stop_set:
@@ -107,27 +90,20 @@ def generate(
     return results  # type: ignore[return-value]
 
 
-def apply_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = True) -> str:
-    """The tokenizer's chat template when it has one, else jft's ChatML (japanese_ft.text.chat)."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    from japanese_ft.text.chat import render_chatml
-
-    return render_chatml(messages, add_generation_prompt=add_generation_prompt)
+def chat_messages(text: str, system: str | None = None) -> list[dict]:
+    """`text` as one user turn, after an optional system message (else only what the template
+    writes itself)."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
 
 
-def chat_prompt(tokenizer, text: str) -> str:
-    """`text` as one user turn through the chat template, ready for the assistant's reply (no
-    system message unless the template writes one itself)."""
-    return apply_chat(tokenizer, [{"role": "user", "content": text}])
-
-
-def encode_for(tokenizer, prompts: Sequence[str], chat: bool) -> tuple[list[str], bool]:
-    """(the texts sent, add_special_tokens): raw prompts get the tokenizer's default special tokens;
-    chat-rendered prompts carry their own (the template writes any BOS)."""
+def encode_for(tokenizer, prompts: Sequence[str], chat: bool) -> tuple[list[str], list]:
+    """(the prompt texts as sent, for records; what `generate` takes). Raw prompts stay strings
+    (plain text plus the tokenizer's BOS); with `chat` each is one user turn through the chat
+    template, as ids (the template writes any BOS)."""
     if chat:
-        return [chat_prompt(tokenizer, p) for p in prompts], False
-    return list(prompts), True
+        return ([render_chat(tokenizer, chat_messages(p)) for p in prompts],
+                [encode_chat(tokenizer, chat_messages(p)) for p in prompts])
+    return list(prompts), list(prompts)
 
 
 def generate_text(
@@ -143,9 +119,8 @@ def generate_text(
 ) -> Generated:
     """One prompt, as `jft generate` runs it; with `chat`, the prompt is one user turn."""
     if chat:
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        text = apply_chat(tokenizer, messages)
-        return generate(model, tokenizer, [text], max_new_tokens, 1, temperature, top_p, add_special_tokens=False, seed=seed)[0]
+        ids = encode_chat(tokenizer, chat_messages(prompt, system))
+        return generate(model, tokenizer, [ids], max_new_tokens, 1, temperature, top_p, seed=seed)[0]
     return generate(model, tokenizer, [prompt], max_new_tokens, 1, temperature, top_p, seed=seed)[0]
 
 
@@ -163,12 +138,13 @@ class ChatSession:
         self.messages: list[dict] = [{"role": "system", "content": self.system}] if self.system else []
 
     def prompt_text(self) -> str:
-        return apply_chat(self.tokenizer, self.messages)
+        return render_chat(self.tokenizer, self.messages)
 
     def send(self, user_text: str) -> str:
         self.messages.append({"role": "user", "content": user_text})
-        out = generate(self.model, self.tokenizer, [self.prompt_text()], self.max_new_tokens, 1,
-                       self.temperature, self.top_p, add_special_tokens=False, seed=self.seed)[0]
+        ids = encode_chat(self.tokenizer, self.messages)
+        out = generate(self.model, self.tokenizer, [ids], self.max_new_tokens, 1,
+                       self.temperature, self.top_p, seed=self.seed)[0]
         reply = out.text.strip()
         self.messages.append({"role": "assistant", "content": reply})
         return reply

@@ -123,7 +123,8 @@ def evaluate_jcommonsenseqa(
     """(summary, per-example records). Shots come from `pool_items` (default: `items`), never
     the question itself; under `protocol="llm-jp-eval"` the first `shots` of its seeded shuffle of
     `pool_items` (the train file), the same for every question."""
-    from japanese_ft.eval.generation import encode_for, eos_ids, generate, stop_token_ids
+    from japanese_ft.eval.generation import encode_for, generate
+    from japanese_ft.tokens import eos_ids, stop_token_ids
 
     if not items:
         raise UserError("no questions to evaluate")
@@ -143,10 +144,9 @@ def evaluate_jcommonsenseqa(
     scores = ranking_scores(model, tokenizer, items, shots_for, batch_size,
                             progress=(lambda n: progress(n / N_CHOICES)) if progress else None)
     raw = [build_prompt(JCQA_INSTRUCTION, it.input, [Shot(s.input, str(s.label)) for s in shots_for(it)]) for it in items]
-    prompts, add_special = encode_for(tokenizer, raw, chat)
+    prompts, inputs = encode_for(tokenizer, raw, chat)
     stops = eos_ids(tokenizer) if protocol == "llm-jp-eval" else stop_token_ids(tokenizer)
-    outs = (generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, stop_ids=stops,
-                     add_special_tokens=add_special) if generation else None)
+    outs = generate(model, tokenizer, inputs, max_new_tokens, batch_size=batch_size, stop_ids=stops) if generation else None
     seconds = time.perf_counter() - t0
     records = []
     for k, it in enumerate(items):

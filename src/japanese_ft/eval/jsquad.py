@@ -160,15 +160,15 @@ def evaluate_jsquad(
     protocol: str = "jft",
 ) -> tuple[dict, list[dict]]:
     """(summary, per-example records). `items` are the questions to score (already limited)."""
-    from japanese_ft.eval.generation import encode_for, eos_ids, generate, stop_token_ids
+    from japanese_ft.eval.generation import encode_for, generate
+    from japanese_ft.tokens import eos_ids, stop_token_ids
 
     if not items:
         raise UserError("no questions to evaluate")
-    prompts, add_special = encode_for(tokenizer, protocol_prompts(items, protocol, shots, shot_pool, pool_items, seed), chat)
+    prompts, inputs = encode_for(tokenizer, protocol_prompts(items, protocol, shots, shot_pool, pool_items, seed), chat)
     stops = eos_ids(tokenizer) if protocol == "llm-jp-eval" else stop_token_ids(tokenizer)
     t0 = time.perf_counter()
-    outs = generate(model, tokenizer, prompts, max_new_tokens, batch_size=batch_size, progress=progress,
-                    stop_ids=stops, add_special_tokens=add_special)
+    outs = generate(model, tokenizer, inputs, max_new_tokens, batch_size=batch_size, progress=progress, stop_ids=stops)
     seconds = time.perf_counter() - t0
     records = []
     for it, prompt, out in zip(items, prompts, outs):

@@ -26,30 +26,6 @@ _SHAPE_FIELDS = (
     "intermediate_size",
     "vocab_size",
 )
-_DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def resolve_device(device: str = "auto") -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine")
-    return device
-
-
-def resolve_dtype(dtype: str, device: str):
-    """'auto' is bfloat16 on a GPU that supports it and float32 elsewhere."""
-    import torch
-
-    if dtype not in _DTYPES:
-        raise UserError(f"--dtype {dtype!r}: choose one of {', '.join(_DTYPES)}")
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, dtype)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -127,20 +103,18 @@ def check_adapter_base(model_dir: Path, adapter_dir: Path) -> dict:
     return adapter_cfg
 
 
-def load_tokenizer(model_dir: str | Path, adapter_dir: str | Path | None = None, trust_remote_code: bool = False):
-    """The adapter's tokenizer when it ships one (SFT may add a chat template), else the model's.
+def inference_tokenizer(model_dir: str | Path, adapter_dir: str | Path | None = None, trust_remote_code: bool = False):
+    """The adapter's tokenizer when it ships one (SFT may add a chat template), else the model's,
+    with its own chat template (a tokenizer without one is rendered with ChatML: `tokens.render_chat`).
 
     Left padding (for batched generation) and a pad token (EOS when none) are set.
     """
-    from transformers import AutoTokenizer
+    from japanese_ft.tokens import load_tokenizer
 
     source = Path(model_dir)
     if adapter_dir is not None and any((Path(adapter_dir) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
         source = Path(adapter_dir)
-    try:
-        tok = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
-    except Exception as exc:  # missing files, bad JSON
-        raise UserError(f"{source}: cannot load tokenizer ({exc.__class__.__name__}: {exc})") from None
+    tok = load_tokenizer(source, trust_remote_code, chat_template=False)
     tok.padding_side = "left"
     if tok.pad_token is None:
         if tok.eos_token is None:
@@ -162,9 +136,10 @@ def load_for_inference(
     `model_dir` is a local HF checkpoint (config.json + safetensors). `adapter_dir`, when given,
     is a PEFT adapter whose base must be `model_dir` (checked unless `allow_base_mismatch`).
     """
-    import torch
     import transformers
     from transformers import AutoModelForCausalLM
+
+    from japanese_ft.runtime import resolve_device, resolve_dtype
 
     model_dir = Path(model_dir)
     _check_model_dir(model_dir)
@@ -177,7 +152,7 @@ def load_for_inference(
             check_adapter_base(model_dir, adapter_dir)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    tokenizer = load_tokenizer(model_dir, adapter_dir, trust_remote_code)
+    tokenizer = inference_tokenizer(model_dir, adapter_dir, trust_remote_code)
     dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
     try:
         model = AutoModelForCausalLM.from_pretrained(

@@ -10,9 +10,11 @@ from typing import Callable, Sequence
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """Context and continuation are tokenized separately (as lm-evaluation-harness does), so the
-    continuation's tokens are the same whatever the context."""
-    ctx = tokenizer(context, add_special_tokens=True)["input_ids"]
-    cont = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    continuation's tokens are the same whatever the context. Both are plain text (`tokens.plain_ids`)."""
+    from japanese_ft.tokens import plain_ids
+
+    ctx = plain_ids(tokenizer, context, add_special_tokens=True)
+    cont = plain_ids(tokenizer, continuation)
     if not cont:
         raise ValueError(f"empty continuation for context {context[:40]!r}")
     return ctx, cont
@@ -29,6 +31,7 @@ def continuation_logprobs(
     """(sum of log p(continuation token | everything before), continuation token count) per pair."""
     import torch
 
+    from japanese_ft import tokens
     from japanese_ft.eval.batching import pad, sorted_batches
     from japanese_ft.train.loss import IGNORE_INDEX, causal_lm_row_nll
 
@@ -39,7 +42,7 @@ def continuation_logprobs(
     # position t predicts token t+1: the continuation's tokens are the targets of positions n_ctx-1 ...
     targets = [[IGNORE_INDEX] * (len(c) - 1) + list(x) + [IGNORE_INDEX] for c, x in encoded]
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = tokens.pad_id(tokenizer)
     out: list[tuple[float, int] | None] = [None] * len(seqs)
     for idx in sorted_batches([len(s) for s in seqs], batch_size):
         ids = pad([seqs[i] for i in idx], pad_id).to(device)

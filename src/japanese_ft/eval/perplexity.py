@@ -28,15 +28,11 @@ from typing import Callable
 import numpy as np
 
 from japanese_ft.errors import UserError
+from japanese_ft.tokens import eos_id
 
 
 def is_token_file(data: str | Path) -> bool:
     return Path(f"{data}.bin").exists() and Path(f"{data}.idx").exists()
-
-
-def _eod_id(tokenizer) -> int | None:
-    eos = tokenizer.eos_token_id
-    return int(eos) if isinstance(eos, int) else None
 
 
 def stream_from_jsonl(paths, tokenizer, text_key: str = "text", limit: int | None = None) -> tuple[np.ndarray, int, int]:
@@ -46,7 +42,7 @@ def stream_from_jsonl(paths, tokenizer, text_key: str = "text", limit: int | Non
     def bad(loc, reason):
         raise UserError(f"{loc}: {reason}")
 
-    eod = _eod_id(tokenizer)
+    eod = eos_id(tokenizer)
     chunks: list[list[int]] = [[eod]] if eod is not None else []
     chars = docs = 0
     for rec, _loc in iter_records(list(paths), text_key=text_key, strict=True, on_malformed=bad):
@@ -79,7 +75,7 @@ def stream_from_token_file(prefix, tokenizer, limit: int | None = None) -> tuple
     chars = 0
     for i in range(n):
         chars += len(tokenizer.decode(tf[i].tolist(), skip_special_tokens=True))
-    eod = _eod_id(tokenizer)
+    eod = eos_id(tokenizer)
     if eod is not None:
         ids = np.concatenate([np.array([eod], dtype=np.int64), ids])
     return ids, chars, n

@@ -188,19 +188,16 @@ class GenerateEntry:
             raise UserError(f"{where}: prompts must list at least one prompt")
 
     def run(self, model, tokenizer, progress_factory=None) -> tuple[dict, list]:
-        from japanese_ft.eval.generation import apply_chat, generate
+        from japanese_ft.eval.generation import chat_messages, generate
+        from japanese_ft.tokens import encode_chat
 
         todo = self.prompts[: self.limit] if self.limit else self.prompts
         t0 = time.perf_counter()
         records = []
         with _progress(progress_factory, self.name, len(todo)) as update:
             for p in todo:  # one at a time: no padding, so each output is what `jft generate` prints
-                if p.chat:
-                    messages = ([{"role": "system", "content": self.system}] if self.system else [])
-                    text = apply_chat(tokenizer, messages + [{"role": "user", "content": p.text}])
-                else:
-                    text = p.text
-                out = generate(model, tokenizer, [text], self.max_new_tokens, batch_size=1, add_special_tokens=not p.chat)[0]
+                prompt = encode_chat(tokenizer, chat_messages(p.text, self.system)) if p.chat else p.text
+                out = generate(model, tokenizer, [prompt], self.max_new_tokens, batch_size=1)[0]
                 records.append({"prompt": p.text, "chat": p.chat, "output": out.text, "tokens": out.tokens,
                                 "stopped": out.stopped})
                 update(1)
@@ -337,8 +334,8 @@ def run_suite(model, tokenizer, entries: list, output: str | Path, *, model_dir,
               log: Callable[[str], None] | None = None, progress_factory=None) -> dict:
     """Run every entry on the loaded model; write OUTPUT (the suite result) and one
     OUTPUT-stem.NAME.examples.jsonl per entry. `limit` / `batch_size` override every entry's."""
-    from japanese_ft.eval.common import write_json_atomic, write_jsonl_atomic
     from japanese_ft.eval.loading import model_info
+    from japanese_ft.files import write_json, write_jsonl
 
     output = Path(output)
     stem = output.name[:-5] if output.name.endswith(".json") else output.name
@@ -353,13 +350,13 @@ def run_suite(model, tokenizer, entries: list, output: str | Path, *, model_dir,
             log(f"{e.name} ({e.task}{', ' + str(e.data) if getattr(e, 'data', None) else ''})")
         summary, records = e.run(model, tokenizer, progress_factory)
         ex = output.with_name(f"{stem}.{e.name}.examples.jsonl")
-        write_jsonl_atomic(ex, records)
+        write_jsonl(ex, records)
         results[e.name] = summary
         files[e.name] = str(ex)
     result = {"task": "suite", "label": label, "config": str(config) if config else None, "results": results,
               "examples": files, "model_info": model_info(model, tokenizer, model_dir, adapter_dir),
               "seconds": round(time.perf_counter() - t0, 3)}
-    write_json_atomic(output, result)
+    write_json(output, result)
     return result
 
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from japanese_ft.errors import UserError
-from japanese_ft.model.load import end_of_turn_token
+from japanese_ft.errors import UserError, one_line
+from japanese_ft.files import atomic_output, looks_local
+from japanese_ft.runtime import stored_dtype, torch_dtype
+from japanese_ft.tokens import end_of_turn_token, set_stop_tokens, stop_token_ids
 
 DTYPES = ("auto", "bfloat16", "float32")
 GGUF_INSTALL = 'pip install "japanese-ft[gguf]"'
@@ -64,26 +64,9 @@ def source_kind(source: str) -> tuple[str, str]:
         if not (path / "config.json").exists():
             raise UserError(f"{source}: no config.json here (not a Hugging Face model directory)")
         return "dir", str(path)
-    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+    if looks_local(source):
         raise UserError(f"{source}: no such directory or file (a hub id looks like owner/name)")
     return "hub", source
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0][:300] if text else ''}"
-
-
-def _torch_dtype(name: str):
-    import torch
-
-    return {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}[name]
-
-
-def _stored_dtype(config) -> str:
-    value = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    name = str(value).replace("torch.", "") if value is not None else "float32"
-    return name if name in ("bfloat16", "float32", "float16") else "float32"
 
 
 def _dequantized_copy(model):
@@ -133,7 +116,7 @@ def _load_gguf(path: str):
             # passing the config skips a second parse of the GGUF metadata
             quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config, dtype=torch.float32)
     except (ValueError, OSError, KeyError, RuntimeError, NotImplementedError) as exc:
-        raise UserError(f"{path}: transformers cannot load this GGUF file ({_first_line(exc)})") from None
+        raise UserError(f"{path}: transformers cannot load this GGUF file ({one_line(exc)})") from None
     model = _dequantized_copy(quantized)
     del quantized
     return model, tokenizer, model.generation_config
@@ -145,31 +128,21 @@ def _load_hf(source: str, dtype: str, trust_remote_code: bool):
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{source}: cannot read the model config ({_first_line(exc)})") from None
+        raise UserError(f"{source}: cannot read the model config ({one_line(exc)})") from None
     if getattr(config, "quantization_config", None):
         raise UserError(f"{source}: the checkpoint is quantized; import its unquantized weights (or its GGUF file)")
-    name = _stored_dtype(config) if dtype == "auto" else dtype
+    name = stored_dtype(config) if dtype == "auto" else dtype
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=_torch_dtype(name), use_safetensors=True,
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(name), use_safetensors=True,
                                                      trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise UserError(f"{source}: cannot load ({_first_line(exc)})") from None
+        raise UserError(f"{source}: cannot load ({one_line(exc)})") from None
     try:
         generation = GenerationConfig.from_pretrained(source)
     except (OSError, ValueError):
         generation = GenerationConfig.from_model_config(model.config)
     return model.eval(), tokenizer, generation
-
-
-def stop_ids_for(tokenizer) -> list[int]:
-    """End-of-turn first, then EOS (deduplicated)."""
-    ids: list[int] = []
-    eot = end_of_turn_token(tokenizer)
-    for tid in ((tokenizer.convert_tokens_to_ids(eot) if eot else None), tokenizer.eos_token_id):
-        if isinstance(tid, int) and tid not in ids:
-            ids.append(tid)
-    return ids
 
 
 def sample_texts() -> list[str]:
@@ -219,27 +192,17 @@ def import_model(source: str, output: str | Path, dtype: str = "auto", trust_rem
     else:
         model, tokenizer, generation = _load_hf(resolved, dtype, trust_remote_code)
         out_dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-    model.to(_torch_dtype(out_dtype))
+    model.to(torch_dtype(out_dtype))
     config = model.config
     context = getattr(config, "max_position_embeddings", None)
     if context and (tokenizer.model_max_length is None or tokenizer.model_max_length > 10**8):
         tokenizer.model_max_length = int(context)
-    stops = stop_ids_for(tokenizer)
+    stops = stop_token_ids(tokenizer)
     if not stops:
         raise UserError(f"{source}: the tokenizer has neither an EOS nor an end-of-turn token to stop generation at")
-    generation = copy.deepcopy(generation)
-    generation.eos_token_id = stops if len(stops) > 1 else stops[0]
-    generation.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[-1]
-    tmp = output.with_name(output.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    generation = set_stop_tokens(copy.deepcopy(generation), tokenizer)
+    with atomic_output(output, directory=True) as tmp:
         _save(model, tokenizer, generation, tmp, kind)
-        if output.exists():
-            output.rmdir()  # empty (checked above)
-        os.replace(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     tied = bool(getattr(config, "tie_word_embeddings", False)) and (
         model.get_output_embeddings() is not None
         and model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr())

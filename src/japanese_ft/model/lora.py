@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 from japanese_ft.errors import UserError
@@ -58,29 +56,28 @@ def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "aut
     """
     import torch
 
-    from japanese_ft.model.load import load_model, load_tokenizer, resolve_dtype, save_hf_checkpoint, stored_dtype
+    from japanese_ft.files import atomic_output, looks_local
+    from japanese_ft.model.load import load_model, save_hf_checkpoint
+    from japanese_ft.runtime import stored_dtype, torch_dtype
+    from japanese_ft.tokens import load_tokenizer
 
     base_p, adapter_p, output = Path(base), Path(adapter), Path(output)
     if not (adapter_p / "adapter_config.json").exists():
         raise UserError(f"--adapter {adapter_p}: no adapter_config.json here (point it at a lora run's final/ or a checkpoint)")
-    if base_p.exists() is False and str(base).startswith((".", "/", "~")):
+    if not base_p.exists() and looks_local(str(base)):
         raise UserError(f"--base {base}: not found")
     if output.exists() and any(output.iterdir()):
         raise UserError(f"--output {output}: directory exists and is not empty")
     if dtype == "auto":
         dtype = stored_dtype(base_p)
-    out_dtype = resolve_dtype(dtype)
+    out_dtype = torch_dtype(dtype, "--dtype")
     model = load_model(base, torch.float32, attn_implementation=None, trust_remote_code=trust_remote_code)
     peft_model = load_adapter(model, adapter_p, trainable=False)
     merged = peft_model.merge_and_unload()
     merged.to(out_dtype)
     tok_src = adapter_p if (adapter_p / "tokenizer_config.json").exists() else base
     tok = load_tokenizer(str(tok_src), trust_remote_code=trust_remote_code)
-    tmp = output.with_name(output.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_hf_checkpoint(merged, tok, tmp)
-    if output.exists():
-        output.rmdir()
-    os.replace(tmp, output)
+    with atomic_output(output, directory=True) as tmp:
+        save_hf_checkpoint(merged, tok, tmp)
     return {"base": str(base), "adapter": str(adapter_p), "output": str(output), "dtype": dtype,
             "parameters": sum(p.numel() for p in merged.parameters())}

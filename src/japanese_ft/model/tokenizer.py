@@ -8,11 +8,10 @@ the tests. Byte-level BPE (as Qwen's) never produces unknown tokens, so any text
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Iterable
 
+from japanese_ft.files import atomic_output, write_json
 from japanese_ft.text.chat import CHATML_TEMPLATE, IM_END, IM_START
 
 EOS = "<|endoftext|>"
@@ -20,11 +19,13 @@ SPECIAL_TOKENS = [EOS, IM_START, IM_END]
 
 
 def train_bpe_tokenizer(texts: Iterable[str], output_dir: str | Path, vocab_size: int = 2048, min_frequency: int = 2,
-                        chat_template: str | None = CHATML_TEMPLATE, pad_token: str | None = EOS) -> dict:
+                        chat_template: str | None = CHATML_TEMPLATE, pad_token: str | None = EOS,
+                        chat_tokens: bool = True) -> dict:
     """Train byte-level BPE on `texts`; write tokenizer.json + tokenizer_config.json.
 
-    Special tokens <|endoftext|> (EOS), <|im_start|>, <|im_end|> get ids 0, 1, 2. `chat_template`
-    defaults to jft's ChatML; pass None for a tokenizer without one.
+    Special tokens <|endoftext|> (EOS), <|im_start|>, <|im_end|> get ids 0, 1, 2 (only EOS, id 0,
+    without `chat_tokens`: a plain EOS-only tokenizer). `chat_template` defaults to jft's ChatML;
+    pass None for a tokenizer without one.
 
     Returns {"vocab_size", "special_tokens", "output"}. Written to OUTPUT.tmp and renamed.
     """
@@ -35,27 +36,24 @@ def train_bpe_tokenizer(texts: Iterable[str], output_dir: str | Path, vocab_size
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tok.decoder = decoders.ByteLevel()
+    special = SPECIAL_TOKENS if chat_tokens else [EOS]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=SPECIAL_TOKENS,  # ids 0, 1, 2
+        special_tokens=special,  # ids 0, 1, 2
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(list(texts), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=pad_token,
-                                   additional_special_tokens=[IM_START, IM_END])
+                                   additional_special_tokens=special[1:])
     if chat_template:
         fast.chat_template = chat_template
-    tmp = output_dir.with_name(output_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    fast.save_pretrained(str(tmp))
-    # The generic fast-tokenizer class loads with transformers 4.x and 5.x alike.
-    cfg_path = tmp / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    cfg_path.write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    if output_dir.exists():
-        shutil.rmtree(output_dir)
-    os.replace(tmp, output_dir)
-    return {"vocab_size": tok.get_vocab_size(), "special_tokens": SPECIAL_TOKENS, "output": str(output_dir)}
+    with atomic_output(output_dir, directory=True) as tmp:
+        fast.save_pretrained(str(tmp))
+        # The generic fast-tokenizer class loads with transformers 4.x and 5.x alike.
+        cfg_path = tmp / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        write_json(cfg_path, cfg)
+    return {"vocab_size": tok.get_vocab_size(), "special_tokens": special, "output": str(output_dir)}

@@ -9,7 +9,6 @@ embedding row (input and output) is copied unchanged. The merges are learned in 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 from collections import Counter
@@ -114,7 +113,7 @@ def extend_tokenizer(tokenizer, corpus, add: int, min_frequency: int = 2, max_ch
                      seed: int = 0, text_key: str = "text", say: Callable[[str], None] | None = None) -> TokenizerExtension:
     """Learn up to `add` Japanese tokens from `corpus` (LLM-jp JSONL files) as a continuation of the
     tokenizer's BPE. `tokenizer` is a directory/hub id or a loaded transformers tokenizer."""
-    from japanese_ft.model.load import load_tokenizer
+    from japanese_ft.tokens import load_tokenizer
 
     if add <= 0:
         raise UserError(f"--add must be a positive number of tokens, got {add}")
@@ -232,8 +231,11 @@ def extend_vocab(model_dir, corpus, add: int, output, seed: int = 0, min_frequen
     OUTPUT/vocab_extension.json and, if given, to `report`)."""
     import time
 
-    from japanese_ft.model.load import generation_config_for, load_model, stored_dtype
+    from japanese_ft.files import atomic_output, write_json
+    from japanese_ft.model.load import load_model
     from japanese_ft.model.presets import padded_vocab_size
+    from japanese_ft.runtime import stored_dtype
+    from japanese_ft.tokens import generation_config_for
 
     start = time.time()
     say = say or (lambda msg: None)
@@ -268,22 +270,15 @@ def extend_vocab(model_dir, corpus, add: int, output, seed: int = 0, min_frequen
         "chars_per_token": measure(result, heldout, [english_sample()]),
     }
     say("saving")
-    tmp = output.with_name(output.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    if (model_dir / "generation_config.json").exists():
-        shutil.copyfile(model_dir / "generation_config.json", tmp / "generation_config.json")
-    else:
-        generation_config_for(result.hf_tokenizer, model.config).save_pretrained(str(tmp))
-    save_tokenizer(result, tmp)
-    info["seconds"] = round(time.time() - start, 1)
-    (tmp / REPORT_FILE).write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    if output.exists():
-        output.rmdir()  # empty (checked above)
-    os.replace(tmp, output)
+    with atomic_output(output, directory=True) as tmp:
+        model.save_pretrained(str(tmp))
+        if (model_dir / "generation_config.json").exists():
+            shutil.copyfile(model_dir / "generation_config.json", tmp / "generation_config.json")
+        else:
+            generation_config_for(result.hf_tokenizer, model.config).save_pretrained(str(tmp))
+        save_tokenizer(result, tmp)
+        info["seconds"] = round(time.time() - start, 1)
+        write_json(tmp / REPORT_FILE, info)
     if report is not None:
-        report = Path(report)
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.with_name(report.name + ".tmp").write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        os.replace(report.with_name(report.name + ".tmp"), report)
+        write_json(report, info)
     return info

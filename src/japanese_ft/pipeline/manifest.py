@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 from pathlib import Path
 
 from japanese_ft.errors import UserError
+from japanese_ft.files import OutputLock, write_json
 
 MANIFEST = "jft-run.json"
 LOCK = ".jft-run.lock"
@@ -43,11 +43,8 @@ def read_manifest(workdir: Path) -> dict | None:
 
 
 def write_manifest(workdir: Path, manifest: dict) -> None:
-    path = manifest_path(workdir)
     manifest["updated"] = now()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(manifest_path(workdir), manifest)
 
 
 def check_workdir(workdir: Path, manifest: dict | None, recipe_name: str) -> None:
@@ -65,36 +62,10 @@ def check_workdir(workdir: Path, manifest: dict | None, recipe_name: str) -> Non
                         "choose another --workdir (or delete that one)")
 
 
-class WorkdirLock:
-    """An exclusive lock on the work directory (filelock), plus a pid file naming the holder, so a
-    second `jft run` on the same directory fails at once and says who holds it."""
+class WorkdirLock(OutputLock):
+    """The work directory's lock (`files.OutputLock`): a second `jft run` on the same directory
+    fails at once and says which process holds it."""
 
     def __init__(self, workdir: Path) -> None:
-        from filelock import FileLock
-
         self.workdir = Path(workdir)
-        self.path = self.workdir / LOCK
-        self.pid_path = self.workdir / (LOCK + ".pid")
-        self.lock = None
-        self._make = lambda: FileLock(str(self.path), timeout=0)
-
-    def __enter__(self):
-        from filelock import Timeout
-
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.lock = self._make()
-        try:
-            self.lock.acquire()
-        except Timeout:
-            try:
-                pid = self.pid_path.read_text().strip() or "?"
-            except OSError:
-                pid = "?"
-            raise UserError(f"{self.workdir}: another jft run (pid {pid}) is using this work directory "
-                            f"(lock {self.path}); wait for it to finish or stop it") from None
-        self.pid_path.write_text(str(os.getpid()))
-        return self
-
-    def __exit__(self, *exc):
-        self.pid_path.unlink(missing_ok=True)
-        self.lock.release()
+        super().__init__(self.workdir / LOCK, f"--workdir {self.workdir}")

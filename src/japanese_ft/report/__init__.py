@@ -6,13 +6,13 @@ given the manifest of a `jft run`, it adds stage times, data statistics and the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
 def write_report(out_dir: str | Path, runs: list = (), results: list = (), manifest: str | Path | None = None,
                  title: str | None = None, command: str | None = None) -> dict:
     """Write OUT_DIR/report.md, OUT_DIR/report.html and OUT_DIR/plots/*.png; returns their paths."""
+    from japanese_ft.files import write_text
     from japanese_ft.report.blocks import to_html, to_markdown
     from japanese_ft.report.inputs import load_inputs
     from japanese_ft.report.plots import plot_loss_curves, plot_metrics
@@ -28,9 +28,7 @@ def write_report(out_dir: str | Path, runs: list = (), results: list = (), manif
     blocks = [b for section in SECTIONS for b in section(data)] + section_reproduce(data, command)
     paths = {"md": out / "report.md", "html": out / "report.html"}
     for key, text in (("md", to_markdown(blocks)), ("html", to_html(blocks, out, data.title))):
-        tmp = paths[key].with_name(paths[key].name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, paths[key])
+        write_text(paths[key], text)
     return {"md": str(paths["md"]), "html": str(paths["html"]),
             "plots": sorted(str(out / p) for p in data.plots.values()), "runs": len(data.runs),
             "results": len(data.results)}

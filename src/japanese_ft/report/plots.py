@@ -1,20 +1,8 @@
-"""The report's figures (matplotlib, Agg backend: no display needed), written atomically."""
+"""The report's figures (`figures.py`: matplotlib's Agg backend, written atomically)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-
-def _save(fig, out_png: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(out_png.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, out_png)
-    return out_png
 
 
 def plot_loss_curves(runs: list, out_png: Path) -> Path | None:
@@ -22,12 +10,10 @@ def plot_loss_curves(runs: list, out_png: Path) -> Path | None:
     run's name and mode."""
     if not runs:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from japanese_ft.figures import pyplot, save_figure
     from japanese_ft.train.metrics import read_metrics
+
+    plt = pyplot()
 
     cols = min(2, len(runs))
     rows = (len(runs) + cols - 1) // cols
@@ -50,7 +36,7 @@ def plot_loss_curves(runs: list, out_png: Path) -> Path | None:
         ax.axis("off")
     fig.suptitle("Loss curves: training loss per step, validation loss at each evaluation", fontsize=10)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_metrics(results: list, out_png: Path) -> dict | None:

@@ -14,26 +14,19 @@ never looks like a checkpoint; only the newest `keep_last` are kept. torch state
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from japanese_ft.config import RunConfig
+from japanese_ft.files import publish, remove, temp_path
 from japanese_ft.train.distributed import World, barrier
 from japanese_ft.train.structure import is_fsdp
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
-
-
-@dataclass
-class CheckpointConfig:
-    output_dir: str
-    keep_last: int = 2
-    lora: bool = False
 
 
 def _state_dict_api():
@@ -66,8 +59,11 @@ def _as_tuple(x):
 
 
 class Checkpointer:
-    def __init__(self, cfg: CheckpointConfig, world: World) -> None:
-        self.cfg = cfg
+    """The checkpoints of a run: OUTPUT_DIR/checkpoints/step_N/, the newest `train.keep_last` kept."""
+
+    def __init__(self, cfg: RunConfig, world: World) -> None:
+        self.lora = cfg.mode == "lora"
+        self.keep_last = cfg.train.keep_last
         self.world = world
         self.root = Path(cfg.output_dir) / "checkpoints"
 
@@ -98,12 +94,12 @@ class Checkpointer:
         from japanese_ft.config import save_config
 
         final = self.root / f"step_{step:06d}"
-        tmp = self.root / f"step_{step:06d}.tmp"
+        tmp = temp_path(final)
         if self.world.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove(tmp)
             tmp.mkdir(parents=True)
         barrier(self.world)
-        save_model(model, tmp, tokenizer, self.cfg.lora, self.world)
+        save_model(model, tmp, tokenizer, self.lora, self.world)
         optim_state = optimizer_state_dict(model, optimizer, self.world)
         if self.world.is_main:
             torch.save(optim_state, tmp / "optimizer.pt")
@@ -112,10 +108,8 @@ class Checkpointer:
         torch.save(rng_state(), tmp / f"rng_rank{self.world.rank}.pt")
         barrier(self.world)
         if self.world.is_main:
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            for _, old in self.checkpoints()[: -max(1, self.cfg.keep_last)]:
+            publish(tmp, final)
+            for _, old in self.checkpoints()[: -max(1, self.keep_last)]:
                 shutil.rmtree(old, ignore_errors=True)
         barrier(self.world)
         return final
@@ -156,7 +150,8 @@ def optimizer_state_dict(model, optimizer, world: World):
 
 def save_model(model, out_dir: Path, tokenizer, lora: bool, world: World) -> None:
     """HF checkpoint (full modes) or PEFT adapter (lora) + tokenizer + generation config. Collective."""
-    from japanese_ft.model.load import generation_config_for, save_hf_checkpoint
+    from japanese_ft.model.load import save_hf_checkpoint
+    from japanese_ft.tokens import generation_config_for
 
     if lora:
         if world.is_main:

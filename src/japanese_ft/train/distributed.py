@@ -37,18 +37,10 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def pick_device(preference: str = "auto") -> str:
-    if preference == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return preference
-
-
 def setup_distributed(device_preference: str = "auto") -> World:
-    from japanese_ft.errors import UserError
+    from japanese_ft.runtime import resolve_device
 
-    kind = pick_device(device_preference)
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device=cuda but CUDA is not available")
+    kind = resolve_device(device_preference, "train.device")
     size = env_world_size()
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

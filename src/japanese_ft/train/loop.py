@@ -24,11 +24,13 @@ import torch
 
 from japanese_ft.config import RunConfig, save_config
 from japanese_ft.errors import UserError
-from japanese_ft.train.checkpoint import CheckpointConfig, Checkpointer, save_model
+from japanese_ft.train.checkpoint import Checkpointer, save_model
 from japanese_ft.train.distributed import World, barrier, env_world_size, setup_distributed, teardown
 from japanese_ft.train.gpu import resolve_attn_implementation
 from japanese_ft.train.metrics import MetricsLogger, plot_training_curve
 from japanese_ft.train.step import Engine, StepStats, evaluate_loss, make_engine, train_step
+
+LOCK = ".jft-train.lock"
 
 
 class TrainingDiverged(UserError):
@@ -59,9 +61,13 @@ class TrainResult:
 
 
 def load_run_tokenizer(cfg: RunConfig):
-    from japanese_ft.model.load import load_tokenizer
+    """The run's tokenizer; data.chat_template=chatml puts ChatML in it, so the saved checkpoints
+    generate (and stop) with the template the run trained with."""
+    from japanese_ft.tokens import load_tokenizer
 
-    return load_tokenizer(cfg.data.tokenizer or cfg.model.name_or_path, cfg.model.trust_remote_code)
+    name = cfg.data.tokenizer or cfg.model.name_or_path
+    return load_tokenizer(name, cfg.model.trust_remote_code, "chatml" if cfg.data.chat_template == "chatml" else "auto",
+                          what="data.tokenizer" if cfg.data.tokenizer else "model.name_or_path (tokenizer)")
 
 
 def build_data(cfg: RunConfig, tokenizer, world: World):
@@ -238,7 +244,7 @@ def setup(cfg: RunConfig, world: World, report: Reporter) -> Run:
     barrier(world)
     t = cfg.train
     accum = t.global_batch_size // (t.micro_batch_size * world.size)
-    ckpt = Checkpointer(CheckpointConfig(str(out), t.keep_last, cfg.mode == "lora"), world)
+    ckpt = Checkpointer(cfg, world)
     ckpt.clean_partial()
     resume_dir = ckpt.latest()
 
@@ -366,6 +372,24 @@ def train(cfg: RunConfig, console=None, progress: Callable | None = None) -> Tra
     from japanese_ft.train.checks import preflight
 
     preflight(cfg, env_world_size())  # before any process group, model or data
+    with output_lock(cfg):
+        return _train(cfg, console, progress)
+
+
+def output_lock(cfg: RunConfig):
+    """output_dir/.jft-train.lock, held by rank 0 for the whole run: a second `jft train` on the
+    same output_dir stops at once (exit code 2) naming the lock and the pid that holds it."""
+    import contextlib
+    import os
+
+    from japanese_ft.files import OutputLock
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    return OutputLock(Path(cfg.output_dir) / LOCK, f"output_dir {cfg.output_dir}")
+
+
+def _train(cfg: RunConfig, console, progress) -> TrainResult:
     world = setup_distributed(cfg.train.device)
     try:
         run = setup(cfg, world, Reporter(world, cfg.train.max_steps, console, progress))
@@ -388,17 +412,14 @@ def train(cfg: RunConfig, console=None, progress: Callable | None = None) -> Tra
 
 def write_final(model, tokenizer, final: Path, lora: bool, world: World, cfg: RunConfig) -> None:
     """final/: HF checkpoint (cpt/sft) or PEFT adapter (lora), tokenizer, config.yaml. Atomic."""
-    import os
-    import shutil
+    from japanese_ft.files import publish, remove, temp_path
 
-    tmp = final.with_name(final.name + ".tmp")
+    tmp = temp_path(final)
     if world.is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove(tmp)
     barrier(world)
     save_model(model, tmp, tokenizer, lora, world)
     if world.is_main:
         save_config(cfg, tmp / "config.yaml")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        publish(tmp, final)
     barrier(world)

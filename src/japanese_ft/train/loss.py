@@ -41,7 +41,6 @@ from japanese_ft.data.sft import IGNORE_INDEX
 from japanese_ft.train.structure import is_ddp, is_fsdp, lm_parts
 
 
-
 @contextlib.contextmanager
 def _head_replaced_by_identity(lm: nn.Module, head_name: str):
     head = getattr(lm, head_name)
@@ -129,7 +128,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
                 _COMPILE_FAILED = True  # compiled kernel unavailable here: eager from now on
                 import warnings
 
-                warnings.warn("causal_lm_loss: the compiled cross-entropy kernel failed; using eager ops")
+                warnings.warn("causal_lm_loss: the compiled cross-entropy kernel failed; using eager ops", stacklevel=2)
                 loss_fn, grad_fn = _ce_chunk_loss_only, _ce_chunk_with_grad
                 part, g = _ce_chunk_eager(logits, t, want_grad)
             loss += part

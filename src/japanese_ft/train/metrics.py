@@ -1,11 +1,17 @@
 """Run metrics: metrics.jsonl (one object per step, plus validation lines), TensorBoard events,
-and training_curve.png at the end. Only rank 0 writes."""
+and training_curve.png at the end. Only rank 0 writes.
+
+TensorBoard is optional (`pip install "japanese-ft[tensorboard]"`): without it the run writes
+metrics.jsonl and the PNG, which `jft status` and the reports read.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+
+from japanese_ft.files import write_text
 
 
 class MetricsLogger:
@@ -23,7 +29,7 @@ class MetricsLogger:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(str(self.dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
-            except Exception:  # tensorboard not installed: jsonl + png still work
+            except ImportError:  # the tensorboard extra is not installed: jsonl + png still work
                 self.writer = None
 
     def _truncate_after(self, step: int) -> None:
@@ -38,9 +44,7 @@ class MetricsLogger:
                         keep.append(line)
                 except json.JSONDecodeError:
                     continue
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(l + "\n" for l in keep), encoding="utf-8")
-        tmp.replace(self.path)
+        write_text(self.path, "".join(line + "\n" for line in keep))
 
     def log(self, record: dict) -> None:
         if not self.enabled:
@@ -75,19 +79,16 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 
 def plot_training_curve(metrics_path: str | Path, png_path: str | Path, title: str | None = None) -> Path | None:
-    """Train loss (and validation loss) against step, via matplotlib's Agg backend. The title
-    defaults to the run directory's name."""
+    """Train loss (and validation loss) against step (`figures.py`: Agg backend, atomic save). The
+    title defaults to the run directory's name."""
     records = read_metrics(metrics_path)
     train = [(r["step"], r["loss"]) for r in records if "loss" in r]
     val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r]
     if not train and not val:
         return None
-    import matplotlib
+    from japanese_ft.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(7, 4), dpi=100)
     if train:
         ax.plot(*zip(*train), label="train loss", linewidth=1)
     if val:
@@ -98,9 +99,4 @@ def plot_training_curve(metrics_path: str | Path, png_path: str | Path, title: s
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    png_path = Path(png_path)
-    tmp = png_path.with_name(png_path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(png_path)
-    return png_path
+    return save_figure(fig, png_path)

@@ -1,18 +1,14 @@
-"""Learning-rate schedule: linear warmup, then cosine / linear decay to min_lr, or constant."""
+"""Learning-rate schedule: linear warmup, then cosine / linear decay to min_lr, or constant.
+
+The schedule's settings are `config.ScheduleConfig`, which `train` (TrainingConfig) extends, so
+`lr_at(step, cfg.train)` reads the run config itself.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-
-@dataclass
-class ScheduleConfig:
-    lr: float
-    min_lr: float
-    warmup_steps: int
-    max_steps: int
-    kind: str = "cosine"  # cosine | linear | constant
+from japanese_ft.config import ScheduleConfig
 
 
 def lr_at(step: int, c: ScheduleConfig) -> float:
@@ -20,11 +16,11 @@ def lr_at(step: int, c: ScheduleConfig) -> float:
     the last step (max_steps - 1) reaches min_lr. `constant` stays at lr after warmup."""
     if c.warmup_steps > 0 and step < c.warmup_steps:
         return c.lr * (step + 1) / c.warmup_steps
-    if c.kind == "constant":
+    if c.schedule == "constant":
         return c.lr
     span = max(1, c.max_steps - 1 - c.warmup_steps)
     progress = min(1.0, max(0.0, (step - c.warmup_steps) / span))
-    if c.kind == "linear":
+    if c.schedule == "linear":
         return c.lr + (c.min_lr - c.lr) * progress
     return c.min_lr + (c.lr - c.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 

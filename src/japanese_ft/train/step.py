@@ -31,7 +31,7 @@ from japanese_ft.config import RunConfig
 from japanese_ft.train.distributed import World, all_reduce_sum, apply_fsdp, replicate, set_gradient_sync
 from japanese_ft.train.gpu import SpeedOptions, apply_matmul_settings, compile_model
 from japanese_ft.train.loss import causal_lm_loss, target_positions
-from japanese_ft.train.schedule import ScheduleConfig, build_scheduler
+from japanese_ft.train.schedule import build_scheduler
 
 
 @dataclass
@@ -81,11 +81,6 @@ def build_optimizer(model, cfg: RunConfig, world: World, speed: SpeedOptions | N
     return torch.optim.AdamW(groups, **kwargs)
 
 
-def schedule_of(cfg: RunConfig) -> ScheduleConfig:
-    t = cfg.train
-    return ScheduleConfig(t.lr, t.min_lr, t.warmup_steps, t.max_steps, t.schedule)
-
-
 def _reshard_after_forward(model, world: World, speed: SpeedOptions) -> bool:
     if speed.fsdp_reshard_after_forward is not None:
         return speed.fsdp_reshard_after_forward
@@ -99,10 +94,13 @@ def make_engine(model, cfg: RunConfig, world: World, speed: SpeedOptions | None 
     """Compile (CUDA), shard (FSDP2, full modes) or replicate (DDP, LoRA) over the ranks, and build
     the optimizer and lr schedule. `model` is on `world.device` with its trainable parameters set
     (`loop.build_model`). `speed` defaults to `SpeedOptions` with `model.compile` deciding."""
+    from japanese_ft.runtime import dtype_name
+
     speed = speed or SpeedOptions(compile="layers" if cfg.model.compile else "none")
     on_cuda = world.device.type == "cuda"
+    bf16 = on_cuda and dtype_name(cfg.train.precision, "train.precision") == "bfloat16"  # old spelling bf16 too
     if on_cuda:
-        if cfg.train.precision == "bf16":  # fp32 runs keep full fp32 matmuls
+        if bf16:  # float32 runs keep full fp32 matmuls
             apply_matmul_settings(speed)
         scope = "layers" if speed.compile == "decoder" and world.distributed else speed.compile
         compile_model(model, scope, speed.compile_mode)
@@ -110,12 +108,12 @@ def make_engine(model, cfg: RunConfig, world: World, speed: SpeedOptions | None 
     if world.distributed and cfg.mode == "lora":
         forward_model = replicate(model, world)
     elif world.distributed:
-        apply_fsdp(model, world, bf16=on_cuda and cfg.train.precision == "bf16",
+        apply_fsdp(model, world, bf16=bf16,
                    reshard_after_forward=_reshard_after_forward(model, world, speed))
     model.train()
     optimizer = build_optimizer(model, cfg, world, speed)
-    scheduler = build_scheduler(optimizer, schedule_of(cfg))
-    autocast_dtype = torch.bfloat16 if on_cuda and cfg.train.precision == "bf16" else None
+    scheduler = build_scheduler(optimizer, cfg.train)
+    autocast_dtype = torch.bfloat16 if bf16 else None
     params = [p for p in model.parameters() if p.requires_grad]
     return Engine(model, forward_model, optimizer, scheduler, world, params, cfg.train.grad_clip, autocast_dtype,
                   speed.loss_chunk_size, _embedding_params(model))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -235,11 +234,10 @@ class Train(Kind):
         workers get SIGTERM (and save a checkpoint) when this process dies."""
         import yaml
 
-        stage.dir.mkdir(parents=True, exist_ok=True)
-        cfg_path = stage.dir / "recipe-config.yaml"
-        tmp = cfg_path.with_name(cfg_path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(stage.extra["run_config"], sort_keys=False, allow_unicode=True), encoding="utf-8")
-        os.replace(tmp, cfg_path)
+        from japanese_ft.files import write_text
+
+        cfg_path = write_text(stage.dir / "recipe-config.yaml",
+                              yaml.safe_dump(stage.extra["run_config"], sort_keys=False, allow_unicode=True))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(stage.processes),
                "-m", "japanese_ft.cli", "train", stage.settings.mode, "--config", str(cfg_path)]
         ctx.log.flush()
