@@ -115,14 +115,15 @@ def convert_squad_cmd(
     keep_title: bool = typer.Option(False, "--keep-title", help="Keep JSQuAD's 'title [SEP] ' context prefix."),
     style: str = typer.Option("plain", "--style", help="SFT input: plain (文章:…\\n質問:…) or llm-jp-eval (the whole prompt jft eval jsquad sends)."),
     articles: bool = typer.Option(False, "--articles", help="Write each unique article's paragraphs as one LLM-jp JSONL document (a CPT corpus)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed question or paragraph (default: skip and count it)."),
 ) -> None:
     """Convert SQuAD-format reading comprehension (JSQuAD, JaQuAD) to SFT records or to a corpus of its articles."""
     from japanese_ft.commands.qa import run_convert_squad, run_squad_articles
 
     if articles:
-        run_squad_articles(file, output, strip_title=not keep_title)
+        run_squad_articles(file, output, strip_title=not keep_title, strict=strict)
     else:
-        run_convert_squad(file, output, strip_title=not keep_title, style=style)
+        run_convert_squad(file, output, strip_title=not keep_title, style=style, strict=strict)
 
 
 @app.command("download-corpus")

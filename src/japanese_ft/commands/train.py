@@ -96,6 +96,9 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
         rows.append(("examples", f"{train_stats['examples']:,} of {train_stats['records']:,} records "
                      f"(dropped too long {train_stats['dropped_too_long']}, truncated {train_stats['truncated']}, "
                      f"no answer {train_stats['dropped_no_answer']}); {train_stats['rows']:,} rows"))
+    for split, stats in result.data.items():
+        if isinstance(stats, dict) and stats.get("malformed"):
+            rows.append((f"malformed ({split})", f"{stats['malformed']:,} records skipped; first: {stats['malformed_examples'][0]}"))
     rows += [
         ("checkpoint", result.checkpoint or "-"),
         ("final", result.final_dir or "- (stopped early; re-run the same command to resume)"),

@@ -195,6 +195,8 @@ class SFTStats:
     tokens: int = 0
     answer_tokens: int = 0
     rows: int = 0  # packed rows (or examples when not packing)
+    malformed: int = 0  # records skipped as not valid Unicode (a lone surrogate escape)
+    malformed_examples: list[str] = field(default_factory=list)  # the first five, as file:line: reason
     files: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -250,10 +252,19 @@ def iter_jsonl(paths: list[str]):
 
 
 def load_examples(paths: list[str], encoder, seq_length: int, truncation: str = "drop"):
-    """All examples of the JSONL files (in file order) and their counts."""
+    """All examples of the JSONL files (in file order) and their counts. A record holding a lone
+    surrogate escape ("\\ud800": not valid Unicode, no tokenizer takes it) is skipped and counted."""
+    from japanese_ft.data.corpus import lone_surrogate_field, surrogate_reason
+
     stats = SFTStats(files=[str(p) for p in paths])
     examples = []
     for record, where in iter_jsonl(paths):
+        bad = lone_surrogate_field(record)
+        if bad is not None:
+            stats.malformed += 1
+            if len(stats.malformed_examples) < 5:
+                stats.malformed_examples.append(f"{where}: {surrogate_reason(bad)}")
+            continue
         ex = encode_example(record, encoder, seq_length, truncation, stats, where)
         if ex is not None:
             examples.append(ex)
