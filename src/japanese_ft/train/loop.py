@@ -240,7 +240,7 @@ def setup(cfg: RunConfig, world: World, report: Reporter) -> Run:
     accum = t.global_batch_size // (t.micro_batch_size * world.size)
     ckpt = Checkpointer(CheckpointConfig(str(out), t.keep_last, cfg.mode == "lora"), world)
     ckpt.clean_partial()
-    resume_dir = ckpt.latest()
+    resume_dir = ckpt.resume_point(report.say)
 
     torch.manual_seed(t.seed)  # same LoRA init on every rank
     tokenizer = load_run_tokenizer(cfg)
