@@ -173,17 +173,22 @@ def train_tokenizer_cmd(
     run_train_tokenizer(inputs, output, vocab_size, min_frequency, text_key)
 
 
+_PICKLE_HELP = ("Also load pickle weights (pytorch_model.bin, adapter_model.bin) when there are no .safetensors; "
+                "unpickling can run code, so only for files you trust.")
+
+
 @app.command("import-model")
 def import_model_cmd(
     source: str = typer.Argument(..., help="A local Hugging Face model directory, a hub id, or a .gguf file."),
     output: Path = typer.Option(..., "--output", help="Directory for the safetensors checkpoint (must be new or empty)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (GGUF: float32; HF: the stored dtype), bfloat16 or float32."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code (HF sources only)."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help=_PICKLE_HELP),
 ) -> None:
     """Import a pretrained model (HF directory, hub id or GGUF) as a plain safetensors checkpoint."""
     from japanese_ft.commands.train import run_import_model
 
-    run_import_model(source, output, dtype, trust_remote_code)
+    run_import_model(source, output, dtype, trust_remote_code, allow_pickle)
 
 
 @app.command("extend-vocab")
@@ -253,11 +258,12 @@ def export_cmd(
     adapter: Path = typer.Option(..., "--adapter", help="LoRA adapter directory (a lora run's final/)."),
     output: Path = typer.Option(..., "--output", help="Directory for the merged HF checkpoint."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (the base checkpoint's), float32, bfloat16 or float16."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help=_PICKLE_HELP),
 ) -> None:
     """Merge a LoRA adapter into its base model and save an HF checkpoint."""
     from japanese_ft.commands.train import run_export
 
-    run_export(base, adapter, output, dtype)
+    run_export(base, adapter, output, dtype, allow_pickle)
 
 
 # ---- evaluation and generation commands (issue 5) -------------------------------------------

@@ -29,6 +29,7 @@ class ModelConfig:
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
     compile: bool = True  # torch.compile each decoder layer on CUDA (ignored on CPU)
+    allow_pickle: bool = False  # also load pytorch_model.bin (pickle) when the base has no safetensors
 
 
 @dataclass

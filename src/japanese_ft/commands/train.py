@@ -108,7 +108,7 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
     return 0
 
 
-def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
+def run_export(base: str, adapter: Path, output: Path, dtype: str, allow_pickle: bool = False) -> None:
     if dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise UserError(f"--dtype {dtype!r}: choose auto, float32, bfloat16 or float16")
     if not adapter.exists():
@@ -118,7 +118,7 @@ def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
     quiet_libraries()
     from japanese_ft.model.lora import merge_adapter
 
-    info = merge_adapter(base, str(adapter), output, dtype=dtype)
+    info = merge_adapter(base, str(adapter), output, dtype=dtype, allow_pickle=allow_pickle)
     summary_table(
         f"export -> {info['output']}",
         [("base", info["base"]), ("adapter", info["adapter"]), ("parameters", f"{info['parameters']:,}"), ("dtype", info["dtype"])],
@@ -126,7 +126,7 @@ def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
     return info
 
 
-def run_import_model(source: str, output: Path, dtype: str, trust_remote_code: bool) -> dict:
+def run_import_model(source: str, output: Path, dtype: str, trust_remote_code: bool, allow_pickle: bool = False) -> dict:
     from japanese_ft.model.importing import DTYPES
 
     if dtype not in DTYPES:
@@ -135,7 +135,7 @@ def run_import_model(source: str, output: Path, dtype: str, trust_remote_code: b
     from japanese_ft.model.importing import import_model
 
     with console.status(f"importing {source}"):
-        info = import_model(source, output, dtype=dtype, trust_remote_code=trust_remote_code)
+        info = import_model(source, output, dtype=dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     stops = ", ".join(str(i) for i in info["stop_token_ids"])
     summary_table(
         f"import-model -> {info['output']}",

@@ -51,14 +51,22 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "auto", trust_remote_code: bool = False) -> dict:
+def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "auto", trust_remote_code: bool = False,
+                  allow_pickle: bool = False) -> dict:
     """Base checkpoint + LoRA adapter -> merged HF checkpoint (safetensors) + tokenizer + generation config.
 
     The merge runs in fp32 and the result is saved in `dtype` ("auto": the base checkpoint's dtype).
     """
     import torch
 
-    from japanese_ft.model.load import load_model, load_tokenizer, resolve_dtype, save_hf_checkpoint, stored_dtype
+    from japanese_ft.model.load import (
+        check_weights_format,
+        load_model,
+        load_tokenizer,
+        resolve_dtype,
+        save_hf_checkpoint,
+        stored_dtype,
+    )
 
     base_p, adapter_p, output = Path(base), Path(adapter), Path(output)
     if not (adapter_p / "adapter_config.json").exists():
@@ -70,7 +78,9 @@ def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "aut
     if dtype == "auto":
         dtype = stored_dtype(base_p)
     out_dtype = resolve_dtype(dtype)
-    model = load_model(base, torch.float32, attn_implementation=None, trust_remote_code=trust_remote_code)
+    check_weights_format(adapter_p, allow_pickle)  # adapter_model.bin only
+    model = load_model(base, torch.float32, attn_implementation=None, trust_remote_code=trust_remote_code,
+                       allow_pickle=allow_pickle, pickle_flag="--allow-pickle")
     peft_model = load_adapter(model, adapter_p, trainable=False)
     merged = peft_model.merge_and_unload()
     merged.to(out_dtype)

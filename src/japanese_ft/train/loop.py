@@ -112,6 +112,9 @@ def _enable_activation_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
+_PICKLE_KEY = "model.allow_pickle=true"
+
+
 def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
     """The model on `world.device` with its trainable parameters set. Full modes: every parameter
     trains (fp32 master weights). lora: frozen base + adapters. `make_engine` compiles and shards."""
@@ -123,7 +126,8 @@ def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
         from japanese_ft.model.lora import apply_lora, load_adapter
 
         base_dtype = cfg.model.dtype if on_cuda else "float32"  # CPU: keep fp32 (bf16 matmuls are slow/inexact there)
-        model = load_model(cfg.model.name_or_path, base_dtype, attn, cfg.model.trust_remote_code)
+        model = load_model(cfg.model.name_or_path, base_dtype, attn, cfg.model.trust_remote_code,
+                           cfg.model.allow_pickle, _PICKLE_KEY)
         model.config.use_cache = False
         if cfg.model.gradient_checkpointing:
             _enable_activation_checkpointing(model)
@@ -133,7 +137,7 @@ def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
             model = apply_lora(model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
     else:
         source = resume_dir if resume_dir is not None else cfg.model.name_or_path
-        model = load_model(source, "float32", attn, cfg.model.trust_remote_code)
+        model = load_model(source, "float32", attn, cfg.model.trust_remote_code, cfg.model.allow_pickle, _PICKLE_KEY)
         model.config.use_cache = False
         if cfg.model.gradient_checkpointing:
             _enable_activation_checkpointing(model)
