@@ -36,6 +36,26 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = True):
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
 
 
+BASE_RECORD = "base_model.json"
+
+
+def record_base(adapter_dir: str | Path, base: str) -> None:
+    """Write BASE_RECORD next to a saved adapter: the base's resolved path, architecture fields and
+    weights fingerprint, so the adapter can be checked against --model from any working directory
+    (PEFT's base_model_name_or_path is the path as typed, often relative). Hub ids: path only."""
+    import json
+
+    from japanese_ft.eval.loading import SHAPE_FIELDS, weights_fingerprint
+
+    base_p = Path(base).expanduser()
+    record: dict = {"name_or_path": base}
+    if (base_p / "config.json").exists():
+        config = json.loads((base_p / "config.json").read_text(encoding="utf-8"))
+        record.update(path=str(base_p.resolve()), config={k: config.get(k) for k in SHAPE_FIELDS if k in config},
+                      fingerprint=weights_fingerprint(base_p))
+    (Path(adapter_dir) / BASE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts, counting tied/shared tensors once."""
     seen = set()

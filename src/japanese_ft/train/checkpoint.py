@@ -209,8 +209,11 @@ def save_model(model, out_dir: Path, tokenizer, lora: bool, world: World) -> Non
 
     if lora:
         if world.is_main:
+            from japanese_ft.model.lora import record_base
+
             out_dir.mkdir(parents=True, exist_ok=True)
             model.save_pretrained(str(out_dir))
+            record_base(out_dir, model.peft_config["default"].base_model_name_or_path)
             tokenizer.save_pretrained(str(out_dir))
             generation_config_for(tokenizer, None).save_pretrained(str(out_dir))
         return
