@@ -277,3 +277,70 @@ def test_prepare_corpus_long_documents_in_pieces_equal_whole(tmp_path, tok_dir, 
     assert len(calls) == 2
     for ext in (".bin", ".idx"):
         assert (tmp_path / f"pieces{ext}").read_bytes() == (tmp_path / f"whole{ext}").read_bytes()
+
+
+def _children(pid: int) -> set[int]:
+    import os
+
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL", "SIGINT"])
+def test_workers_exit_when_prepare_corpus_is_killed(tmp_path, tok_dir, sig):
+    """A real prepare-corpus --workers 2 reading a FIFO (so it is mid-run, deterministically):
+    after SIGTERM/SIGKILL/SIGINT of the parent its workers exit; Ctrl-C prints one line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    line = (json.dumps({"text": "琵琶湖は日本最大の湖である。" * 40}, ensure_ascii=False) + "\n").encode()
+    code = "import sys; from japanese_ft.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "prepare-corpus", str(fifo), "--tokenizer", str(tok_dir),
+                             "--output-prefix", str(tmp_path / "o"), "--workers", "2", "--dedup", "none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    workers: set[int] = set()
+    with open(fifo, "wb") as w:
+        for k in range(3 * 1024 * 1024 // len(line)):  # 3 MB: a few batches submitted, then it waits for more
+            w.write(line)
+        w.flush()
+        deadline = time.time() + 60
+        while len(workers) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            workers = _children(proc.pid)
+        assert len(workers) >= 2, (workers, proc.poll())
+        time.sleep(0.5)
+        os.kill(proc.pid, getattr(signal, sig))
+        proc.wait(timeout=60)
+    deadline = time.time() + 20
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), [p for p in workers if _alive(p)]
+    if sig == "SIGINT":
+        err = [l for l in proc.stderr.read().decode().splitlines() if l.strip()]
+        assert proc.returncode == 130 and err == ["error: interrupted"], err
+    assert not (tmp_path / "o.bin").exists()

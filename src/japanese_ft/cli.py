@@ -541,6 +541,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except _CLICK_ERROR as exc:  # usage errors: a missing option, an unknown command, a bad value
         exc.show()
         return 2
+    if rv == 130:  # typer turns Ctrl-C inside a command into a silent exit code 130
+        from japanese_ft.ui import error
+
+        error("interrupted")
     return rv if isinstance(rv, int) else 0
 
 

@@ -36,7 +36,7 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     for path in files:
         if not os.access(path, os.R_OK):
             raise UserError(f"{path}: file is not readable")
-        if path.stat().st_size == 0:
+        if path.is_file() and path.stat().st_size == 0:  # a FIFO (`<(zcat ...)`) has no size yet
             raise UserError(f"{path}: file is empty")
     return files
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -82,8 +84,30 @@ class PrepareStats:
 _W: dict = {}
 
 
-def _init_worker(tokenizer_json: str | None, opts: dict, single_thread: bool) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker exits when prepare-corpus dies, even by SIGKILL, and leaves Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent catches Ctrl-C and stops the pool
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    else:
+        import threading
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(tokenizer_json: str | None, opts: dict, single_thread: bool, parent_pid: int | None = None) -> None:
     """Set up a worker. `tokenizer_json` None: the tokenizer was inherited through fork."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     if single_thread:
         os.environ["RAYON_NUM_THREADS"] = "1"  # one Rust thread per worker process
     if tokenizer_json is not None:
@@ -204,15 +228,15 @@ def _ordered_map(fn, batches, workers: int, tokenizer_json: str, opts: dict):
             yield fn(lines), locs, size
         return
     import multiprocessing as mp
-    import sys
     from concurrent.futures import ProcessPoolExecutor
 
     if sys.platform == "linux":
-        ctx, initargs = mp.get_context("fork"), (None, opts, True)
+        ctx, initargs = mp.get_context("fork"), (None, opts, True, os.getpid())
     else:
-        ctx, initargs = mp.get_context("spawn"), (tokenizer_json, opts, True)
+        ctx, initargs = mp.get_context("spawn"), (tokenizer_json, opts, True, os.getpid())
     # An executor (not Pool): a worker that dies raises BrokenProcessPool instead of hanging.
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs)
+    try:
         pending: deque = deque()
         for lines, locs, size in batches:
             pending.append((pool.submit(fn, lines), locs, size))
@@ -222,6 +246,13 @@ def _ordered_map(fn, batches, workers: int, tokenizer_json: str, opts: dict):
         while pending:
             fut, l, s = pending.popleft()
             yield fut.result(), l, s
+    except BaseException:  # Ctrl-C, an error, or the consumer stopped: do not wait for queued batches
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.terminate()
+        raise
+    pool.shutdown(wait=True)
 
 
 def _build_tokenizer(opts: PrepareOptions):
