@@ -64,6 +64,7 @@ class TrainingConfig:
     log_every: int = 1
     seed: int = 1234
     device: str = "auto"  # auto | cpu | cuda
+    cpu_threads: int = 0  # CPU runs: torch threads; 0 = auto (OMP_NUM_THREADS, else train/threads.py's rule)
 
 
 @dataclass
@@ -109,6 +110,8 @@ class RunConfig:
             raise UserError(f"train.betas must have two values, got {self.train.betas}")
         if self.lora.r < 1:
             raise UserError(f"lora.r must be >= 1, got {self.lora.r}")
+        if self.train.cpu_threads < 0:
+            raise UserError(f"train.cpu_threads must be >= 0 (0 = auto), got {self.train.cpu_threads}")
         if self.train.embedding_warmup_steps < 0:
             raise UserError(f"train.embedding_warmup_steps must be >= 0, got {self.train.embedding_warmup_steps}")
         if self.train.embedding_warmup_steps and self.mode == "lora":

@@ -85,7 +85,8 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
         ("status", result.status),
         ("steps", f"{result.step} / {cfg.train.max_steps}"),
         ("parameters", f"{result.trainable_params:,} trainable of {result.total_params:,}"),
-        ("devices", f"{result.world_size} x {result.device.split(':')[0]}"),
+        ("devices", f"{result.world_size} x {result.device.split(':')[0]}"
+                    + (f", {result.cpu_threads}" if result.cpu_threads else "")),
         ("final train loss", f"{result.loss:.4f}" if result.loss is not None else "-"),
         ("final val loss", f"{result.val_loss:.4f}" if result.val_loss is not None else "-"),
         ("tokens", f"{result.tokens:,}"),

@@ -14,6 +14,7 @@ module does not import the UI layer.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ class TrainResult:
     total_params: int = 0
     world_size: int = 1
     device: str = "cpu"
+    cpu_threads: str | None = None  # "1 thread (auto: cores - 1)" on CPU, None on GPU
     data: dict = field(default_factory=dict)
     losses: list = field(default_factory=list)  # (step, loss) of this invocation
 
@@ -251,8 +253,14 @@ def setup(cfg: RunConfig, world: World, report: Reporter) -> Run:
     train_data, val_factory, data_stats = build_data(cfg, tokenizer, world)
     model = build_model(cfg, world, resume_dir)
     trainable, total = count_parameters(model)
+    threads = None
+    if world.device.type == "cpu":
+        from japanese_ft.train.threads import apply_cpu_threads
+
+        n, why = apply_cpu_threads(t.cpu_threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        threads = f"{n} thread{'s' if n > 1 else ''} ({why})"
     report.say(f"{cfg.mode}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.4f}%), "
-               f"world size {world.size} on {world.device.type}, micro {t.micro_batch_size} x accum {accum} x ranks "
+               f"world size {world.size} on {world.device.type}{f' ({threads})' if threads else ''}, micro {t.micro_batch_size} x accum {accum} x ranks "
                f"{world.size} = global batch {t.global_batch_size}")
     engine = make_engine(model, cfg, world)
     torch.manual_seed(t.seed + world.rank)  # dropout noise differs per rank
@@ -267,7 +275,7 @@ def setup(cfg: RunConfig, world: World, report: Reporter) -> Run:
         save_config(cfg, out / "config.yaml")
     result = TrainResult(status="already_complete" if step >= t.max_steps else "completed", step=step, output_dir=str(out),
                          trainable_params=trainable, total_params=total, world_size=world.size,
-                         device=str(world.device), data=data_stats)
+                         device=str(world.device), cpu_threads=threads, data=data_stats)
     return Run(cfg, world, report, out, accum, ckpt, tokenizer, train_data, val_factory, engine,
                MetricsLogger(out, enabled=world.is_main, resume_step=step), result, step=step, tokens_seen=tokens_seen,
                last_saved=step if resume_dir is not None else -1, start_time=time.perf_counter(),
