@@ -5,7 +5,7 @@ numbered so every document is unique), then times, in this one run:
   1. `Tokenizer.encode_batch` over the same texts (Rust, all cores) - the throughput limit;
   2. `jft prepare-corpus --workers N` end to end (process start, JSON, NFC, cleanup, dedup, write).
 
-    python benchmarks/prepare_corpus.py --tokenizer ../shared/tokenizers/qwen2.5 --mb 40
+    python benchmarks/prepare_corpus.py --tokenizer Qwen/Qwen2.5-0.5B --mb 40
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import hashlib
 import random
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +21,9 @@ SMALL = "夏の風鈴。\n".encode("utf-8") * 500
 class FakeServer:
     """Serves `files`; behaviour is switched per test through attributes."""
 
-    def __init__(self, files: dict[str, bytes]):
+    def __init__(self, files: dict[str, bytes], tls: tuple[Path, Path] | None = None):
         self.files = files
+        self.redirect: str | None = None  # answer every GET with a 302 to this URL
         self.break_first = 0  # break this many GETs mid-file (after half the bytes)
         self.fail_status: int | None = None  # answer every GET with this status
         self.ignore_range = False
@@ -37,6 +39,12 @@ class FakeServer:
             def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
                 server.requests.append((name, self.headers.get("Range")))
+                if server.redirect is not None:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if server.fail_status is not None:
                     self.send_response(server.fail_status)
                     self.send_header("Content-Length", "0")
@@ -74,7 +82,15 @@ class FakeServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/ja/ja_wiki"
+        scheme = "http"
+        if tls is not None:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.base = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}/ja/ja_wiki"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self):
@@ -198,3 +214,51 @@ def test_download_corpus_and_cli(server, tmp_path, capsys):
     assert main(["download-corpus", "ja_wiki", "--output-dir", str(tmp_path / "d"), "--base-url", server.base,
                  "--files", "missing.jsonl.gz", "--retries", "0"]) == 2
     assert not (tmp_path / "d" / "missing.jsonl.gz").exists()
+
+
+def test_sha256_for_a_file_not_downloaded_is_an_error(server, tmp_path):
+    with pytest.raises(UserError, match=r"--sha256 validaton_0.jsonl.gz: no such file in this download"):
+        download_corpus("ja_wiki", tmp_path, base_url=server.base, files=["validation_0.jsonl.gz"],
+                        sha256={"validaton_0.jsonl.gz": "a" * 64})  # a typo would silently skip verification
+    assert server.requests == []
+
+
+def test_redirect_to_ftp_is_refused(server, tmp_path):
+    server.redirect = "ftp://127.0.0.1/ja/train_0.jsonl.gz"
+    sleeps = []
+    with pytest.raises(UserError, match="refusing a non-HTTP"):
+        _fetch(server, tmp_path / "train_0.jsonl.gz", sleep=sleeps.append)
+    assert len(server.requests) == 1 and sleeps == []
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl command line)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
+                    "-out", str(d / "cert.pem"), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return d / "cert.pem", d / "key.pem"
+
+
+def test_untrusted_certificate_is_reported_and_not_retried(certificate, tmp_path):
+    sleeps = []
+    with FakeServer({"train_0.jsonl.gz": PAYLOAD}, tls=certificate) as srv:
+        with pytest.raises(UserError, match="TLS certificate verification failed .*self.signed.*not retrying"):
+            _fetch(srv, tmp_path / "train_0.jsonl.gz", sleep=sleeps.append)
+    assert sleeps == [] and not (tmp_path / "train_0.jsonl.gz").exists()
+
+
+def test_https_to_http_redirect_is_refused(certificate, server, tmp_path, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # trust the test certificate
+    with FakeServer({"train_0.jsonl.gz": PAYLOAD}, tls=certificate) as srv:
+        assert _fetch(srv, tmp_path / "ok.gz").verified == "size"  # https itself works
+        srv.redirect = f"{server.base}/train_0.jsonl.gz"
+        with pytest.raises(UserError, match="refusing an https -> http downgrade"):
+            _fetch(srv, tmp_path / "train_0.jsonl.gz")
+    assert server.requests == [] and not (tmp_path / "train_0.jsonl.gz").exists()

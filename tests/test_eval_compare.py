@@ -132,3 +132,6 @@ def test_generate_and_chat_cli(tmp_path_factory):
                          stdin="こんにちは\n/reset\n日本\n/exit\n")
     assert code == 0, chat
     assert chat.count("assistant>") == 2 and "(history cleared)" in chat
+    # stdin is a pipe: no banner, no "you> " prompts; each reply on its own line
+    assert "you>" not in chat and "type a message" not in chat
+    assert chat.count("\nassistant> ") + chat.startswith("assistant> ") == 2, chat

@@ -210,3 +210,59 @@ def test_repl_stops_on_eof(loaded):
         raise EOFError
 
     assert run_repl(ChatSession(model, tok, max_new_tokens=2), read=read, write=lambda s: None) == 0
+
+
+_JA = "日本語のテキストです。鰻丼🍣"
+
+
+def _split_characters(tok, text):
+    """ids of text, checked to split at least one character's UTF-8 bytes over several tokens."""
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert any("\ufffd" in tok.decode(ids[:k]) for k in range(1, len(ids)))  # a naive stream would show U+FFFD
+    return ids
+
+
+def test_text_stream_holds_back_incomplete_characters(loaded):
+    from japanese_ft.eval.generation import TextStream
+
+    _, tok = loaded
+    ids = _split_characters(tok, _JA)
+    pieces = []
+    stream = TextStream(tok, [tok.convert_tokens_to_ids("<|im_end|>")], pieces.append)
+    for t in ids + [tok.convert_tokens_to_ids("<|im_end|>")] + ids[:3]:  # tokens after the stop are ignored
+        stream(t)
+    stream.flush()
+    assert "".join(pieces) == _JA and len(pieces) > 3
+    assert not any("\ufffd" in p for p in pieces)
+
+
+def test_generate_streams_through_the_decoder(loaded, monkeypatch, tmp_path_factory):
+    """Scripted greedy choices through the real Decoder: streamed pieces join to the result text,
+    and `jft generate` prints the characters whole."""
+    import torch
+
+    from eval_testutils import run_cli
+    from japanese_ft.eval import decoding
+    from japanese_ft.eval.generation import generate_text
+
+    model, tok = loaded
+    script = _split_characters(tok, _JA) + [tok.convert_tokens_to_ids("<|im_end|>")]
+    state = {"k": 0}
+
+    def scripted(logits):
+        state["k"] += 1
+        return torch.tensor([script[min(state["k"] - 1, len(script) - 1)]] * logits.shape[0])
+
+    monkeypatch.setattr(decoding, "greedy", scripted)
+    pieces = []
+    res = generate_text(model, tok, "富士山は", max_new_tokens=len(script) + 5, on_text=pieces.append)
+    assert res.text == _JA and res.stopped and "".join(pieces) == _JA and len(pieces) > 3
+    assert not any("\ufffd" in p for p in pieces)
+    state["k"] = 0
+    pieces = []
+    res = generate_text(model, tok, "富士山は", chat=True, max_new_tokens=len(script) + 5, on_text=pieces.append)
+    assert res.text == _JA == "".join(pieces)
+    state["k"] = 0
+    code, text = run_cli(["generate", "--model", str(tiny_model_dir(tmp_path_factory)), "--prompt", "富士山は",
+                          "--max-new-tokens", "40", "--device", "cpu"])
+    assert code == 0 and f"{_JA}\n" in text and "\ufffd" not in text, text

@@ -59,3 +59,30 @@ def test_export_errors(lora_run, tmp_path):
     assets, out = lora_run
     assert main(["export", "--base", str(assets["model"]), "--adapter", str(tmp_path / "nope"), "--output", str(tmp_path / "m")]) == 2
     assert main(["export", "--base", str(assets["model"]), "--adapter", str(assets["model"]), "--output", str(tmp_path / "m")]) == 2
+
+
+def test_wrong_base_is_refused_from_another_working_directory(tmp_path, monkeypatch):
+    """An adapter trained with a relative base path, scored from another directory: the base record
+    (resolved path, config, weights fingerprint) still catches a same-shape model with other weights."""
+    from eval_testutils import run_cli
+    from japanese_ft.model.load import init_model
+    from japanese_ft.train.loop import train
+
+    assets = make_assets(tmp_path / "project")
+    init_model("tiny", str(assets["tok"]), tmp_path / "project" / "other-model", seed=1)  # same shapes, other weights
+    monkeypatch.chdir(tmp_path / "project")
+    train(run_config(assets, "lora", tmp_path / "project" / "run", "model.name_or_path=tiny-model",
+                     "train.max_steps=1", "train.eval_every=0", "train.save_every=0"))
+    adapter = tmp_path / "project" / "run" / "final"
+    record = json.loads((adapter / "base_model.json").read_text())
+    assert record["path"] == str(assets["model"].resolve()) and record["config"]["hidden_size"] == 64
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # "tiny-model" (adapter_config's base) does not exist here
+    args = ["generate", "--prompt", "琵琶湖は", "--max-new-tokens", "2", "--adapter", str(adapter), "--device", "cpu"]
+    code, text = run_cli([*args, "--model", str(tmp_path / "project" / "other-model")])
+    assert code == 2 and "has different weights" in text and str(assets["model"].resolve()) in text
+    code, text = run_cli([*args, "--model", str(tmp_path / "project" / "other-model"), "--allow-base-mismatch"])
+    assert code == 0, text
+    code, text = run_cli([*args, "--model", str(assets["model"])])
+    assert code == 0, text

@@ -10,7 +10,7 @@ from japanese_ft.data import prepare
 from japanese_ft.data.prepare import PrepareOptions, prepare_corpus
 from japanese_ft.data.token_file import TokenFile
 from japanese_ft.errors import UserError
-from jft_testutils import SHARED, article_records, make_tokenizer_dir, write_jsonl
+from jft_testutils import ARTICLES, SHARED, article_records, make_tokenizer_dir, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -192,9 +192,154 @@ def test_inspect_corpus(tmp_path, tok_dir, corpus, capsys):
     assert main(["inspect-corpus", str(tmp_path / "nope")]) == 2
 
 
+def test_inspect_corpus_show_escapes_control_characters(tmp_path, tok_dir, capsys):
+    """A document with ESC sequences and a bidi override prints them as visible escapes."""
+    from tokenizers import Tokenizer
+
+    from japanese_ft.data.token_file import TokenFileWriter, dtype_for_vocab
+
+    tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+    text = "琵琶湖\x1b[2J\x1b]0;owned\x07\u202eevil\x9b\n\tend"
+    ids = tok.encode(text, add_special_tokens=False).ids
+    assert tok.decode(ids) == text  # byte-level BPE keeps the control characters
+    w = TokenFileWriter(tmp_path / "c", dtype_for_vocab(tok.get_vocab_size()))
+    w.add_document(ids)
+    w.finish()
+    assert main(["inspect-corpus", str(tmp_path / "c"), "--show", "0", "--tokenizer", str(tok_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out and "\x9b" not in out
+    assert "琵琶湖\\x1b[2J\\x1b]0;owned\\x07\\u202eevil\\x9b\n" in out  # the console expands the tab
+
+
 @pytest.mark.skipif(not (SHARED / "tokenizers" / "qwen2.5").exists(), reason="../shared not present")
 def test_qwen_tokenizer_uses_int32_and_endoftext(tmp_path, corpus):
     prepare_corpus([str(corpus)], tmp_path / "q", PrepareOptions(tokenizer=str(SHARED / "tokenizers" / "qwen2.5")))
     tf = TokenFile(tmp_path / "q")
     assert tf.dtype == np.int32
     assert all(int(tf[i][-1]) == 151643 for i in range(len(tf)))
+
+
+def _long_text(n_paragraphs: int = 60) -> str:
+    """Paragraphs joined by the patterns a piece boundary must survive (or must not be placed in)."""
+    seps = ["\n", "\n\n", " \n", "\r\n", "\n ", "。\n", "\n\t"]
+    paras = [f"{title}は{i}番目の段落です。English {i * 37} words!「括弧」{text[:80]}"
+             for i, (_, title, text) in enumerate(ARTICLES * (n_paragraphs // len(ARTICLES) + 1))][:n_paragraphs]
+    return "".join(p + seps[i % len(seps)] for i, p in enumerate(paras))
+
+
+@pytest.mark.parametrize("which", ["tiny", "qwen"])
+def test_long_document_pieces_give_the_whole_document_tokens(tok_dir, which):
+    from tokenizers import Tokenizer
+
+    from japanese_ft.data.long_documents import can_split, encode_long, pieces_of
+    from japanese_ft.data.tokenizer_files import load_tokenizer_json
+
+    path = tok_dir if which == "tiny" else SHARED / "tokenizers" / "qwen2.5"
+    if not path.exists():
+        pytest.skip("../shared not present")
+    spec = load_tokenizer_json(str(path))[0]
+    tok = Tokenizer.from_str(spec)
+    assert can_split(tok, spec, add_special_tokens=False) and not can_split(tok, spec, add_special_tokens=True)
+    text = _long_text()
+    for size in (50, 173, 400):
+        pieces = list(pieces_of(text, size))
+        assert "".join(pieces) == text and len(pieces) > 3
+        assert all(p.endswith("\n") and not p[-2].isspace() for p in pieces[:-1])
+        ids = [i for p in pieces for i in tok.encode(p, add_special_tokens=False).ids]
+        assert ids == tok.encode(text, add_special_tokens=False).ids, size
+    assert encode_long(tok, text, np.dtype(np.int32)).tolist() == tok.encode(text, add_special_tokens=False).ids
+
+
+def test_metaspace_tokenizer_is_not_split(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from japanese_ft.data.long_documents import can_split
+
+    tok = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    assert not can_split(tok, tok.to_str(), add_special_tokens=False)
+
+
+def test_prepare_corpus_long_documents_in_pieces_equal_whole(tmp_path, tok_dir, monkeypatch):
+    """prepare-corpus output is byte-identical whether long documents go in pieces or whole."""
+    from japanese_ft.data import long_documents
+
+    src = write_jsonl(tmp_path / "a.jsonl", [{"text": "短い。"}, {"text": _long_text()}, {"text": "次。\n短い文書"},
+                                             {"text": _long_text(30)}])
+    calls = []
+    real = long_documents.encode_long
+    monkeypatch.setattr(long_documents, "encode_long", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(long_documents, "LONG_CHARS", 10**9)
+    prepare_corpus([str(src)], tmp_path / "whole", PrepareOptions(tokenizer=str(tok_dir)))
+    assert calls == []
+    monkeypatch.setattr(long_documents, "LONG_CHARS", 300)
+    prepare_corpus([str(src)], tmp_path / "pieces", PrepareOptions(tokenizer=str(tok_dir)))
+    assert len(calls) == 2
+    for ext in (".bin", ".idx"):
+        assert (tmp_path / f"pieces{ext}").read_bytes() == (tmp_path / f"whole{ext}").read_bytes()
+
+
+def _children(pid: int) -> set[int]:
+    import os
+
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL", "SIGINT"])
+def test_workers_exit_when_prepare_corpus_is_killed(tmp_path, tok_dir, sig):
+    """A real prepare-corpus --workers 2 reading a FIFO (so it is mid-run, deterministically):
+    after SIGTERM/SIGKILL/SIGINT of the parent its workers exit; Ctrl-C prints one line."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    line = (json.dumps({"text": "琵琶湖は日本最大の湖である。" * 40}, ensure_ascii=False) + "\n").encode()
+    code = "import sys; from japanese_ft.cli import main; sys.exit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "prepare-corpus", str(fifo), "--tokenizer", str(tok_dir),
+                             "--output-prefix", str(tmp_path / "o"), "--workers", "2", "--dedup", "none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    workers: set[int] = set()
+    with open(fifo, "wb") as w:
+        for _ in range(3 * 1024 * 1024 // len(line)):  # 3 MB: a few batches submitted, then it waits for more
+            w.write(line)
+        w.flush()
+        deadline = time.time() + 60
+        while len(workers) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+            workers = _children(proc.pid)
+        assert len(workers) >= 2, (workers, proc.poll())
+        time.sleep(0.5)
+        os.kill(proc.pid, getattr(signal, sig))
+        proc.wait(timeout=60)
+    deadline = time.time() + 20
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), [p for p in workers if _alive(p)]
+    if sig == "SIGINT":
+        err = [l for l in proc.stderr.read().decode().splitlines() if l.strip()]
+        assert proc.returncode == 130 and err == ["error: interrupted"], err
+    assert not (tmp_path / "o.bin").exists()

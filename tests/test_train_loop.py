@@ -241,3 +241,39 @@ def test_gradient_checkpointing_gives_the_same_step(assets, tmp_path):
     a, b = read_metrics(tmp_path / "a" / "metrics.jsonl")[0], read_metrics(tmp_path / "b" / "metrics.jsonl")[0]
     assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
     assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-5)
+
+
+class _Lines:
+    def __init__(self):
+        self.lines = []
+
+    def print(self, text, **_):
+        self.lines.append(str(text))
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda ck: _truncate(ck / "optimizer.pt"),
+    lambda ck: _truncate(ck / "model.safetensors"),
+    lambda ck: (ck / "trainer_state.pt").write_bytes(b""),
+], ids=["truncated-optimizer", "truncated-weights", "empty-trainer-state"])
+def test_corrupt_newest_checkpoint_falls_back_to_previous(assets, tmp_path, corrupt):
+    """A damaged newest checkpoint: warn, resume from the previous complete one, same losses."""
+    from japanese_ft.train.loop import train
+
+    args = ("train.max_steps=4", "train.save_every=2", "train.keep_last=2", "train.eval_every=0")
+    out = tmp_path / "run"
+    first = _train(run_config(assets, "cpt", out, *args))
+    corrupt(out / "checkpoints" / "step_000004")
+    shutil.rmtree(out / "final")
+    console = _Lines()
+    resumed = train(run_config(assets, "cpt", out, *args), console=console)
+    warned = [l for l in console.lines if l.startswith("warning: checkpoint")]
+    assert len(warned) == 1 and "step_000004" in warned[0], console.lines
+    assert any("resuming from" in l and "step_000002" in l for l in console.lines)
+    assert resumed.status == "completed"
+    assert resumed.losses == [(s, l) for s, l in first.losses if s > 2]

@@ -114,14 +114,15 @@ def convert_squad_cmd(
     keep_title: bool = typer.Option(False, "--keep-title", help="Keep JSQuAD's 'title [SEP] ' context prefix."),
     style: str = typer.Option("plain", "--style", help="SFT input: plain (文章:…\\n質問:…) or llm-jp-eval (the whole prompt jft eval jsquad sends)."),
     articles: bool = typer.Option(False, "--articles", help="Write each unique article's paragraphs as one LLM-jp JSONL document (a CPT corpus)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first malformed question or paragraph (default: skip and count it)."),
 ) -> None:
     """Convert SQuAD-format reading comprehension (JSQuAD, JaQuAD) to SFT records or to a corpus of its articles."""
     from japanese_ft.commands.qa import run_convert_squad, run_squad_articles
 
     if articles:
-        run_squad_articles(file, output, strip_title=not keep_title)
+        run_squad_articles(file, output, strip_title=not keep_title, strict=strict)
     else:
-        run_convert_squad(file, output, strip_title=not keep_title, style=style)
+        run_convert_squad(file, output, strip_title=not keep_title, style=style, strict=strict)
 
 
 @app.command("download-corpus")
@@ -171,17 +172,22 @@ def train_tokenizer_cmd(
     run_train_tokenizer(inputs, output, vocab_size, min_frequency, text_key)
 
 
+_PICKLE_HELP = ("Also load pickle weights (pytorch_model.bin, adapter_model.bin) when there are no .safetensors; "
+                "unpickling can run code, so only for files you trust.")
+
+
 @app.command("import-model")
 def import_model_cmd(
     source: str = typer.Argument(..., help="A local Hugging Face model directory, a hub id, or a .gguf file."),
     output: Path = typer.Option(..., "--output", help="Directory for the safetensors checkpoint (must be new or empty)."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (GGUF: float32; HF: the stored dtype), bfloat16 or float32."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code (HF sources only)."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help=_PICKLE_HELP),
 ) -> None:
     """Import a pretrained model (HF directory, hub id or GGUF) as a plain safetensors checkpoint."""
     from japanese_ft.commands.train import run_import_model
 
-    run_import_model(source, output, dtype, trust_remote_code)
+    run_import_model(source, output, dtype, trust_remote_code, allow_pickle)
 
 
 @app.command("extend-vocab")
@@ -204,16 +210,45 @@ def extend_vocab_cmd(
     run_extend_vocab(model, corpus, add, output, seed, min_frequency, init, heldout, max_chars, report, text_key)
 
 
-@app.command("train", context_settings={"allow_extra_args": False})
-def train_cmd(
-    mode: str = typer.Argument(..., help="cpt, sft or lora."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides, key=value (e.g. train.lr=1e-4)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Run config YAML (see configs/); without it, the overrides are the whole config."),
-) -> None:
-    """Train: continual pre-training (cpt), full SFT (sft) or LoRA SFT (lora). Re-run to resume."""
-    from japanese_ft.commands.train import run_train
+train_app = typer.Typer(help="Train: continual pre-training (cpt), full SFT (sft) or LoRA SFT (lora). Re-run to resume.",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
-    run_train(mode, config, list(overrides or []))
+_TRAIN_HELP = {
+    "cpt": """Continual pre-training: every parameter trains on token files (jft prepare-corpus output).
+
+    data.train lists token-file prefixes (PREFIX.bin/.idx), optionally weighted ("0.7 data/a");
+    final/ is a Hugging Face checkpoint. Recipes: configs/*-cpt.yaml. Re-run the same command to
+    resume from the newest checkpoint. Keys and defaults: docs/training.md.""",
+    "sft": """Full supervised fine-tuning: every parameter trains on {"input","output"} or {"messages"} JSONL.
+
+    The loss covers the assistant's answers only; examples are packed into data.seq_length rows.
+    final/ is a Hugging Face checkpoint. Recipes: configs/*-sft.yaml. Re-run the same command to
+    resume. Keys and defaults: docs/training.md.""",
+    "lora": """LoRA fine-tuning: the base stays frozen and only PEFT adapters train, on the same JSONL as sft.
+
+    lora.r, lora.alpha, lora.dropout and lora.target_modules shape the adapters; final/ is a PEFT
+    adapter (use it with --adapter, or merge it with jft export). Recipes: configs/*-lora.yaml.
+    Re-run the same command to resume. Keys and defaults: docs/training.md.""",
+}
+
+
+def _train_command(mode: str) -> None:
+    def command(
+        overrides: Optional[List[str]] = typer.Argument(None, metavar="KEY=VALUE",
+                                                        help="Config overrides with dotted keys, e.g. train.lr=1e-4 data.train=[a.jsonl]."),
+        config: Optional[Path] = typer.Option(None, "--config", help="Run config YAML (see configs/); without it, the overrides are the whole config."),
+    ) -> None:
+        from japanese_ft.commands.train import run_train
+
+        run_train(mode, config, list(overrides or []))
+
+    command.__doc__ = _TRAIN_HELP[mode]
+    train_app.command(mode, context_settings={"allow_extra_args": False})(command)
+
+
+for _mode in ("cpt", "sft", "lora"):
+    _train_command(_mode)
 
 
 @app.command("export")
@@ -222,11 +257,12 @@ def export_cmd(
     adapter: Path = typer.Option(..., "--adapter", help="LoRA adapter directory (a lora run's final/)."),
     output: Path = typer.Option(..., "--output", help="Directory for the merged HF checkpoint."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (the base checkpoint's), float32, bfloat16 or float16."),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help=_PICKLE_HELP),
 ) -> None:
     """Merge a LoRA adapter into its base model and save an HF checkpoint."""
     from japanese_ft.commands.train import run_export
 
-    run_export(base, adapter, output, dtype)
+    run_export(base, adapter, output, dtype, allow_pickle)
 
 
 # ---- evaluation and generation commands (issue 5) -------------------------------------------
@@ -239,6 +275,12 @@ _MODEL_HELP = "Model checkpoint directory (config.json + safetensors)."
 _ADAPTER_HELP = "PEFT/LoRA adapter directory trained on --model."
 
 
+_DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N."
+_DTYPE_HELP = "auto (bfloat16 on a GPU that supports it, else float32), float32, bfloat16 or float16."
+_LABEL_HELP = "Name of this run in results and comparisons (default: the model directory's name, + the adapter's)."
+_MISMATCH_HELP = "Apply --adapter even when the base it was trained on differs from --model (config or weights)."
+_MAX_NEW_HELP = "Stop after this many generated tokens."
+_TOP_P_HELP = "Nucleus sampling: keep the smallest set of tokens whose probabilities reach this (1 = all); with --temperature > 0."
 _CHAT_HELP = "Send the prompt as one user turn through the model's chat template (stops at its end-of-turn token)."
 _PROTOCOL_HELP = "jft (default) or llm-jp-eval (v1.3.0: 4 shots from the train split given as --shots-file, seed 42, stop at EOS only)."
 
@@ -258,10 +300,10 @@ def eval_jsquad_cmd(
     strip_title: bool = typer.Option(False, "--strip-title", help="Drop the 'title [SEP] ' prefix of contexts (llm-jp-eval keeps it)."),
     chat: bool = typer.Option(False, "--chat", help=_CHAT_HELP),
     protocol: str = typer.Option("jft", "--protocol", help=_PROTOCOL_HELP),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
-    label: Optional[str] = typer.Option(None, "--label", help="Name of this run in comparisons."),
-    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch", help="Apply --adapter even if its recorded base differs."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    dtype: str = typer.Option("auto", "--dtype", help=_DTYPE_HELP),
+    label: Optional[str] = typer.Option(None, "--label", help=_LABEL_HELP),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch", help=_MISMATCH_HELP),
 ) -> None:
     """JSQuAD reading comprehension, llm-jp-eval prompt and char-F1."""
     from japanese_ft.commands.evaluate import run_eval_jsquad
@@ -279,16 +321,16 @@ def eval_jcqa_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N questions."),
     shots: Optional[int] = typer.Option(None, "--shots", help="Few-shot examples per prompt (jft: 0, other questions; llm-jp-eval: 4)."),
     shots_file: Optional[Path] = typer.Option(None, "--shots-file", help="Take shots from this JSONL (e.g. the JCommonsenseQA train split)."),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Questions per batch (log-likelihood ranking and generation)."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="For accuracy_generation; default 1 (llm-jp-eval's)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the shot selection (jft: 0; llm-jp-eval: 42)."),
     no_generation: bool = typer.Option(False, "--no-generation", help="Only the log-likelihood ranking."),
     chat: bool = typer.Option(False, "--chat", help=_CHAT_HELP + " Applies to the generated answer; the ranking stays raw."),
     protocol: str = typer.Option("jft", "--protocol", help=_PROTOCOL_HELP),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    label: Optional[str] = typer.Option(None, "--label"),
-    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    dtype: str = typer.Option("auto", "--dtype", help=_DTYPE_HELP),
+    label: Optional[str] = typer.Option(None, "--label", help=_LABEL_HELP),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch", help=_MISMATCH_HELP),
 ) -> None:
     """JCommonsenseQA: accuracy by log-likelihood ranking and by generating the choice number."""
     from japanese_ft.commands.evaluate import run_eval_jcqa
@@ -306,12 +348,12 @@ def eval_perplexity_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N documents."),
     seq_length: int = typer.Option(2048, "--seq-length", help="Window length, as in training."),
     stride: Optional[int] = typer.Option(None, "--stride", help="Window step (default = --seq-length: no overlap)."),
-    batch_size: int = typer.Option(4, "--batch-size"),
+    batch_size: int = typer.Option(4, "--batch-size", help="Windows per forward pass."),
     text_key: str = typer.Option("text", "--text-key", help="JSONL field with the text."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    label: Optional[str] = typer.Option(None, "--label"),
-    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    dtype: str = typer.Option("auto", "--dtype", help=_DTYPE_HELP),
+    label: Optional[str] = typer.Option(None, "--label", help=_LABEL_HELP),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch", help=_MISMATCH_HELP),
 ) -> None:
     """Perplexity and bits per character over held-out text."""
     from japanese_ft.commands.evaluate import run_eval_perplexity
@@ -328,10 +370,10 @@ def eval_suite_cmd(
     output: Optional[Path] = typer.Option(None, "--output", help="Suite result JSON (default results/LABEL-suite.json)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Override every entry's limit (quick runs)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override every entry's batch size."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    label: Optional[str] = typer.Option(None, "--label"),
-    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    dtype: str = typer.Option("auto", "--dtype", help=_DTYPE_HELP),
+    label: Optional[str] = typer.Option(None, "--label", help=_LABEL_HELP),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch", help=_MISMATCH_HELP),
 ) -> None:
     """Run the evaluations listed in a YAML file, loading the model once."""
     from japanese_ft.commands.evaluate import run_eval_suite
@@ -359,13 +401,13 @@ def generate_cmd(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
     chat: bool = typer.Option(False, "--chat", help="Wrap the prompt as a user turn with the chat template (ChatML if none)."),
     system: Optional[str] = typer.Option(None, "--system", help="System message for --chat."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help=_MAX_NEW_HELP),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
-    top_p: float = typer.Option(1.0, "--top-p"),
+    top_p: float = typer.Option(1.0, "--top-p", help=_TOP_P_HELP),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling."),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    dtype: str = typer.Option("auto", "--dtype", help=_DTYPE_HELP),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch", help=_MISMATCH_HELP),
 ) -> None:
     """Generate a continuation (or a chat reply) for one prompt."""
     from japanese_ft.commands.evaluate import run_generate
@@ -379,13 +421,13 @@ def chat_cmd(
     model: Path = typer.Option(..., "--model", help=_MODEL_HELP),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help=_ADAPTER_HELP),
     system: Optional[str] = typer.Option(None, "--system", help="System message."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help=_MAX_NEW_HELP),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
-    top_p: float = typer.Option(1.0, "--top-p"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    device: str = typer.Option("auto", "--device"),
-    dtype: str = typer.Option("auto", "--dtype"),
-    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch"),
+    top_p: float = typer.Option(1.0, "--top-p", help=_TOP_P_HELP),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    dtype: str = typer.Option("auto", "--dtype", help=_DTYPE_HELP),
+    allow_base_mismatch: bool = typer.Option(False, "--allow-base-mismatch", help=_MISMATCH_HELP),
 ) -> None:
     """Interactive chat with history (/reset clears it, /exit or Ctrl-D quits)."""
     from japanese_ft.commands.evaluate import run_chat
@@ -464,6 +506,13 @@ def status_cmd(
     run_status(run_dir, watch, interval)
 
 
+from japanese_ft.commands.help_format import use_classic_help  # noqa: E402  (after every command is registered)
+
+use_classic_help(app, eval_app, train_app)
+# click's usage-error base class, from the click typer runs on (typer >= 0.2x vendors its own copy of click)
+_CLICK_ERROR = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Console entry point: run the app, turning UserError into one line and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
@@ -484,17 +533,17 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         error("interrupted")
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 130
+    except _CLICK_ERROR as exc:  # usage errors: a missing option, an unknown command, a bad value
+        exc.show()
+        return 2
+    if rv == 130:  # typer turns Ctrl-C inside a command into a silent exit code 130
+        from japanese_ft.ui import error
 
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        raise
+        error("interrupted")
     return rv if isinstance(rv, int) else 0
 
 

@@ -43,6 +43,8 @@ class ModelConfig:
     """HF activation checkpointing (non-reentrant): less memory, about a third more compute."""
     compile: bool = True
     """torch.compile each decoder layer on CUDA (ignored on CPU)."""
+    allow_pickle: bool = False
+    """Also load pytorch_model.bin (pickle) when the base has no safetensors (trusted files only)."""
 
 
 @dataclass
@@ -110,6 +112,8 @@ class TrainingConfig(ScheduleConfig):
     """Data order, LoRA initialisation and dropout."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when a GPU is visible, else the CPU."""
+    cpu_threads: int = 0
+    """CPU runs: torch threads; 0 = auto (OMP_NUM_THREADS if set, else train/threads.py's rule)."""
 
 
 @dataclass
@@ -182,6 +186,8 @@ class RunConfig:
         _number("lora.dropout", lora.dropout, low=0.0, high=1.0)
         if not lora.target_modules:
             raise UserError("lora.target_modules must name at least one module (or all-linear)")
+        if t.cpu_threads < 0:
+            raise UserError(f"train.cpu_threads must be >= 0 (0 = auto), got {t.cpu_threads}")
         if t.embedding_warmup_steps and self.mode == "lora":
             raise UserError("train.embedding_warmup_steps: lora keeps the embeddings frozen; use it with cpt or sft")
 

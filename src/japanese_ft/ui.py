@@ -106,3 +106,18 @@ def error(message: str) -> None:
 
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # "[gguf]" stays text
 
+
+_BIDI = set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A))
+
+
+def terminal_safe(text: str) -> str:
+    """Control characters (ESC, C1, DEL ...) and bidi overrides as visible escapes (\\x1b, \\u202e);
+    newlines and tabs stay, so corpus text cannot move the cursor, recolour or rewrite the terminal."""
+    def esc(ch: str) -> str:
+        o = ord(ch)
+        if ch in "\n\t" or not (o < 0x20 or 0x7F <= o <= 0x9F or o in _BIDI):
+            return ch
+        return f"\\x{o:02x}" if o <= 0xFF else f"\\u{o:04x}"
+
+    return "".join(map(esc, text))
+

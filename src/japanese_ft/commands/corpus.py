@@ -136,7 +136,7 @@ def run_inspect_corpus(prefix, show, tokenizer):
 
         tok = Tokenizer.from_str(load_tokenizer_json(tokenizer)[0])
         ids = [int(x) for x in tf[show]]
-        from japanese_ft.ui import out
+        from japanese_ft.ui import out, terminal_safe
 
         out.print(f"--- document {show} ({len(ids)} tokens) ---", highlight=False)
-        out.print(tok.decode(ids, skip_special_tokens=False), highlight=False, markup=False)
+        out.print(terminal_safe(tok.decode(ids, skip_special_tokens=False)), highlight=False, markup=False)

@@ -6,6 +6,7 @@ Each evaluation loads the model (and adapter), runs the library function, writes
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -212,8 +213,8 @@ def run_generate(model, adapter, prompt, chat, max_new_tokens, temperature, top_
         prompt = sys.stdin.read()
     m, tok = _load(model, adapter, device, dtype, allow_base_mismatch)
     res = generate_text(m, tok, prompt, chat=chat, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                        seed=seed, system=system)
-    out.print(res.text, highlight=False, markup=False, soft_wrap=True)
+                        seed=seed, system=system, on_text=_stream_out)
+    _stream_out("\n")
     console.print(f"({res.tokens} tokens, {'stopped' if res.stopped else 'hit --max-new-tokens'})", highlight=False)
     return res
 
@@ -229,4 +230,20 @@ def run_chat(model, adapter, system, max_new_tokens, temperature, top_p, seed, d
     def write(text):
         out.print(text, highlight=False, markup=False, soft_wrap=True)
 
-    return run_repl(session, read=input, write=write)
+    interactive = sys.stdin.isatty()
+    return run_repl(session, read=input if interactive else _read_line, write=write, stream=_stream_out,
+                    interactive=interactive)
+
+
+def _stream_out(piece: str) -> None:
+    """Generated text to stdout as it arrives (unbuffered, no console markup or wrapping)."""
+    out.file.write(piece)
+    out.file.flush()
+
+
+def _read_line(_prompt: str) -> str:
+    """input() without a prompt, for piped stdin."""
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line

@@ -70,10 +70,19 @@ def run_build_qa(inputs, output_dir, seed, validation_ratio, chunk_chars, max_in
     return stats
 
 
-def run_convert_squad(file, output, strip_title=True, style="plain"):
+def _print_malformed(stats) -> list[tuple[str, str]]:
+    """Print the first malformed entries; the summary row, when there were any."""
+    from rich.markup import escape
+
+    for example in stats.malformed_examples:
+        console.print(f"[yellow]malformed[/] {escape(example)}", highlight=False)
+    return [("malformed (skipped)", f"{stats.malformed:,}")] if stats.malformed else []
+
+
+def run_convert_squad(file, output, strip_title=True, style="plain", strict=False):
     from japanese_ft.data.squad import convert_squad
 
-    stats = convert_squad(file, output, strip_title=strip_title, style=style)
+    stats = convert_squad(file, output, strip_title=strip_title, style=style, strict=strict)
     layout = ("the llm-jp-eval JSQuAD prompt of jft eval jsquad (0-shot, ends in '### 応答:\\n')" if style == "llm-jp-eval"
               else "文章:{context}\\n質問:{question}")
     summary_table(
@@ -86,15 +95,16 @@ def run_convert_squad(file, output, strip_title=True, style="plain"):
             ("input layout", layout),
             ("train with", "data.chat_template=none (plain text, scored in the raw format)" if style == "llm-jp-eval"
              else "the chat template (data.chat_template=auto)"),
+            *_print_malformed(stats),
         ],
     )
     return stats
 
 
-def run_squad_articles(file, output, strip_title=True):
+def run_squad_articles(file, output, strip_title=True, strict=False):
     from japanese_ft.data.squad import squad_articles
 
-    stats = squad_articles(file, output, strip_title=strip_title)
+    stats = squad_articles(file, output, strip_title=strip_title, strict=strict)
     summary_table(
         f"convert-squad --articles -> {output}",
         [
@@ -102,6 +112,7 @@ def run_squad_articles(file, output, strip_title=True):
             ("paragraphs", f"{stats.paragraphs_written:,} written of {stats.paragraphs:,} "
                            f"(repeated {stats.duplicate_paragraphs:,}, empty {stats.empty_paragraphs:,})"),
             ("characters", f"{stats.characters:,}"),
+            *_print_malformed(stats),
             ("document", '{"text": paragraphs joined by \\n, "meta": {"id", "title", "url"}}'),
             ("next", f"jft prepare-corpus {output} --tokenizer MODEL --output-prefix PREFIX  |  jft build-qa {output} --output-dir DIR"),
         ],

@@ -86,7 +86,8 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
         ("status", result.status),
         ("steps", f"{result.step} / {cfg.train.max_steps}"),
         ("parameters", f"{result.trainable_params:,} trainable of {result.total_params:,}"),
-        ("devices", f"{result.world_size} x {result.device.split(':')[0]}"),
+        ("devices", f"{result.world_size} x {result.device.split(':')[0]}"
+                    + (f", {result.cpu_threads}" if result.cpu_threads else "")),
         ("final train loss", f"{result.loss:.4f}" if result.loss is not None else "-"),
         ("final val loss", f"{result.val_loss:.4f}" if result.val_loss is not None else "-"),
         ("tokens", f"{result.tokens:,}"),
@@ -97,6 +98,9 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
         rows.append(("examples", f"{train_stats['examples']:,} of {train_stats['records']:,} records "
                      f"(dropped too long {train_stats['dropped_too_long']}, truncated {train_stats['truncated']}, "
                      f"no answer {train_stats['dropped_no_answer']}); {train_stats['rows']:,} rows"))
+    for split, stats in result.data.items():
+        if isinstance(stats, dict) and stats.get("malformed"):
+            rows.append((f"malformed ({split})", f"{stats['malformed']:,} records skipped; first: {stats['malformed_examples'][0]}"))
     rows += [
         ("checkpoint", result.checkpoint or "-"),
         ("final", result.final_dir or "- (stopped early; re-run the same command to resume)"),
@@ -108,7 +112,7 @@ def run_train(mode: str, config: Path | None, overrides: list[str]) -> int:
     return 0
 
 
-def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
+def run_export(base: str, adapter: Path, output: Path, dtype: str, allow_pickle: bool = False) -> None:
     if dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise UserError(f"--dtype {dtype!r}: choose auto, float32, bfloat16 or float16")
     if not adapter.exists():
@@ -120,7 +124,7 @@ def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
     quiet_libraries()
     from japanese_ft.model.lora import merge_adapter
 
-    info = merge_adapter(base, str(adapter), output, dtype=dtype)
+    info = merge_adapter(base, str(adapter), output, dtype=dtype, allow_pickle=allow_pickle)
     summary_table(
         f"export -> {info['output']}",
         [("base", info["base"]), ("adapter", info["adapter"]), ("parameters", f"{info['parameters']:,}"), ("dtype", info["dtype"])],
@@ -128,7 +132,7 @@ def run_export(base: str, adapter: Path, output: Path, dtype: str) -> None:
     return info
 
 
-def run_import_model(source: str, output: Path, dtype: str, trust_remote_code: bool) -> dict:
+def run_import_model(source: str, output: Path, dtype: str, trust_remote_code: bool, allow_pickle: bool = False) -> dict:
     from japanese_ft.model.importing import DTYPES
 
     if dtype not in DTYPES:
@@ -137,7 +141,7 @@ def run_import_model(source: str, output: Path, dtype: str, trust_remote_code: b
     from japanese_ft.model.importing import import_model
 
     with console.status(f"importing {source}"):
-        info = import_model(source, output, dtype=dtype, trust_remote_code=trust_remote_code)
+        info = import_model(source, output, dtype=dtype, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     stops = ", ".join(str(i) for i in info["stop_token_ids"])
     summary_table(
         f"import-model -> {info['output']}",

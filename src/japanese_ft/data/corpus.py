@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -35,7 +36,7 @@ def expand_inputs(inputs: list[str | Path]) -> list[Path]:
     for path in files:
         if not os.access(path, os.R_OK):
             raise UserError(f"{path}: file is not readable")
-        if path.stat().st_size == 0:
+        if path.is_file() and path.stat().st_size == 0:  # a FIFO (`<(zcat ...)`) has no size yet
             raise UserError(f"{path}: file is empty")
     return files
 
@@ -146,7 +147,43 @@ def parse_record(raw: bytes, text_key: str = "text") -> dict | Malformed | None:
         return Malformed(f"missing field {text_key!r}")
     if not isinstance(record[text_key], str):
         return Malformed(f"field {text_key!r} is {type(record[text_key]).__name__}, not a string")
+    bad = lone_surrogate_field(record)
+    if bad is not None:
+        return Malformed(surrogate_reason(bad))
     return record
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_field(value, name: str = "") -> str | None:
+    """Dotted name of the first string (or key) in a parsed JSON value that holds a lone surrogate.
+
+    json.loads turns an escaped pair ("\\ud83d\\ude00") into one character but keeps a lone
+    "\\ud800" as is; such a string is not valid Unicode and cannot be written as UTF-8."""
+    if isinstance(value, str):
+        return (name or "value") if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            field_name = f"{name}.{key}" if name else str(key)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return field_name
+            found = lone_surrogate_field(item, field_name)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = lone_surrogate_field(item, f"{name}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+SURROGATE_PROBLEM = 'holds a lone surrogate escape such as "\\ud800" (not valid Unicode)'
+
+
+def surrogate_reason(field_name: str) -> str:
+    return f"field {field_name!r} {SURROGATE_PROBLEM}"
 
 
 def iter_records(paths: list[str | Path], text_key: str = "text", strict: bool = False, on_malformed=None):

@@ -19,8 +19,10 @@ import hashlib
 import http.client
 import re
 import socket
+import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,28 @@ _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 class _Retry(Exception):
     """A transient failure; the message says what happened."""
+
+
+class _SafeRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http(s), and never from https down to http (urllib would follow
+    https -> http and ftp:// silently)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old_scheme = urllib.parse.urlsplit(req.full_url).scheme.lower()
+        new_scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if new_scheme not in ("http", "https"):
+            raise UserError(f"{req.full_url}: redirected to {newurl}; refusing a non-HTTP(S) redirect")
+        if old_scheme == "https" and new_scheme == "http":
+            raise UserError(f"{req.full_url}: redirected to {newurl}; refusing an https -> http downgrade")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SafeRedirect)
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    reason = getattr(exc, "reason", exc)
+    return reason if isinstance(reason, ssl.SSLCertVerificationError) else None
 
 
 @dataclass
@@ -168,7 +192,7 @@ def _transfer(url: str, part: Path, timeout: float, progress: _Progress) -> int 
         headers["Range"] = f"bytes={offset}-"
     request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = _OPENER.open(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
             # Nothing left to send: the .part may already be complete, or longer than the file.
@@ -182,6 +206,11 @@ def _transfer(url: str, part: Path, timeout: float, progress: _Progress) -> int 
             raise _Retry(f"HTTP {exc.code} {exc.reason}") from None
         raise UserError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except _TRANSIENT as exc:
+        cert = _certificate_error(exc)
+        if cert is not None:  # not transient: retrying cannot fix a certificate
+            raise UserError(f"{url}: TLS certificate verification failed ({cert.verify_message or cert}); "
+                            "not retrying. The server's certificate is not trusted (self-signed, expired or "
+                            "for another host)") from None
         raise _Retry(str(getattr(exc, "reason", exc)) or type(exc).__name__) from None
 
     with response:
@@ -288,8 +317,13 @@ def download_corpus(
         raise UserError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     checksums = {**corpus.sha256, **(sha256 or {})}
+    names = resolve_files(corpus, files)
+    unmatched = sorted(set(sha256 or {}) - set(names))
+    if unmatched:
+        raise UserError(f"--sha256 {', '.join(unmatched)}: no such file in this download "
+                        f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}); check the file name")
     results = []
-    for fname in resolve_files(corpus, files):
+    for fname in names:
         progress = progress_for(fname) if progress_for is not None else None
         result = download_file(
             f"{base}/{fname}", out / fname, sha256=checksums.get(fname), retries=retries, backoff=backoff,

@@ -9,6 +9,8 @@ for any worker count.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -82,8 +84,30 @@ class PrepareStats:
 _W: dict = {}
 
 
-def _init_worker(tokenizer_json: str | None, opts: dict, single_thread: bool) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker exits when prepare-corpus dies, even by SIGKILL, and leaves Ctrl-C to it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent catches Ctrl-C and stops the pool
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    else:
+        import threading
+
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(tokenizer_json: str | None, opts: dict, single_thread: bool, parent_pid: int | None = None) -> None:
     """Set up a worker. `tokenizer_json` None: the tokenizer was inherited through fork."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     if single_thread:
         os.environ["RAYON_NUM_THREADS"] = "1"  # one Rust thread per worker process
     if tokenizer_json is not None:
@@ -129,16 +153,7 @@ def _process_batch(lines: list[bytes]) -> dict:
     lengths = np.zeros(len(texts), dtype=np.int64)
     tokens = b""
     if texts:
-        encodings = _W["tok"].encode_batch(texts, add_special_tokens=opts["add_special_tokens"])
-        eod = opts["eod_id"]
-        flat: list[int] = []
-        for j, enc in enumerate(encodings):
-            ids = enc.ids
-            flat.extend(ids)
-            if eod is not None:
-                flat.append(eod)
-            lengths[j] = len(ids) + (eod is not None)
-        tokens = np.asarray(flat, dtype=np.dtype(opts["dtype"])).tobytes()
+        tokens = _tokenize(texts, lengths, opts)
     return {
         "n_valid": n_valid,
         "malformed": malformed,
@@ -150,6 +165,35 @@ def _process_batch(lines: list[bytes]) -> dict:
         "lengths": lengths,
         "tokens": tokens,
     }
+
+
+def _tokenize(texts: list[str], lengths: np.ndarray, opts: dict) -> bytes:
+    """Token bytes of all texts (each + EOD); fills lengths. Very long documents go in pieces."""
+    from japanese_ft.data.long_documents import LONG_CHARS, encode_long
+
+    tok, eod, dtype = _W["tok"], opts["eod_id"], np.dtype(opts["dtype"])
+    long = {j for j, t in enumerate(texts) if opts["split_long"] and len(t) > LONG_CHARS}
+    short = [j for j in range(len(texts)) if j not in long]
+    encodings = dict(zip(short, tok.encode_batch([texts[j] for j in short], add_special_tokens=opts["add_special_tokens"])))
+    parts: list[np.ndarray] = []
+    flat: list[int] = []
+    for j in range(len(texts)):
+        if j in long:
+            if flat:
+                parts.append(np.asarray(flat, dtype=dtype))
+                flat = []
+            ids = encode_long(tok, texts[j], dtype)
+            parts.append(ids)
+            if eod is not None:
+                flat.append(eod)
+        else:
+            ids = encodings.pop(j).ids
+            flat.extend(ids)
+            if eod is not None:
+                flat.append(eod)
+        lengths[j] = len(ids) + (eod is not None)
+    parts.append(np.asarray(flat, dtype=dtype))
+    return b"".join(p.tobytes() for p in parts)
 
 
 # ---- main side ---------------------------------------------------------------------------
@@ -184,15 +228,15 @@ def _ordered_map(fn, batches, workers: int, tokenizer_json: str, opts: dict):
             yield fn(lines), locs, size
         return
     import multiprocessing as mp
-    import sys
     from concurrent.futures import ProcessPoolExecutor
 
     if sys.platform == "linux":
-        ctx, initargs = mp.get_context("fork"), (None, opts, True)
+        ctx, initargs = mp.get_context("fork"), (None, opts, True, os.getpid())
     else:
-        ctx, initargs = mp.get_context("spawn"), (tokenizer_json, opts, True)
+        ctx, initargs = mp.get_context("spawn"), (tokenizer_json, opts, True, os.getpid())
     # An executor (not Pool): a worker that dies raises BrokenProcessPool instead of hanging.
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs)
+    try:
         pending: deque = deque()
         for lines, locs, size in batches:
             pending.append((pool.submit(fn, lines), locs, size))
@@ -202,10 +246,17 @@ def _ordered_map(fn, batches, workers: int, tokenizer_json: str, opts: dict):
         while pending:
             fut, l, s = pending.popleft()
             yield fut.result(), l, s
+    except BaseException:  # Ctrl-C, an error, or the consumer stopped: do not wait for queued batches
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.terminate()
+        raise
+    pool.shutdown(wait=True)
 
 
 def _build_tokenizer(opts: PrepareOptions):
-    """Build the tokenizer into `_W["tok"]`; return (tokenizer.json text, EOD id or None, dtype)."""
+    """Build the tokenizer into `_W["tok"]`; return (tokenizer.json text, EOD id or None, dtype, split_long)."""
     # With special tokens, take the tokenizer as transformers builds it: it may rewrite the
     # post-processor (add_bos_token/add_eos_token), and Megatron calls transformers' tokenizer(text).
     tokenizer_json, eos = load_tokenizer_json(opts.tokenizer, via_transformers=opts.add_special_tokens)
@@ -213,10 +264,13 @@ def _build_tokenizer(opts: PrepareOptions):
 
     _W["tok"] = tok = Tokenizer.from_str(tokenizer_json)  # the only build on Linux: workers fork from here
     eod_id = resolve_eod_id(tok, eos) if opts.eod else None
-    return tokenizer_json, eod_id, dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True))
+    from japanese_ft.data.long_documents import can_split
+
+    split_long = can_split(tok, tokenizer_json, opts.add_special_tokens)
+    return tokenizer_json, eod_id, dtype_for_vocab(tok.get_vocab_size(with_added_tokens=True)), split_long
 
 
-def _worker_opts(opts: PrepareOptions, eod_id: int | None, dtype: np.dtype) -> dict:
+def _worker_opts(opts: PrepareOptions, eod_id: int | None, dtype: np.dtype, split_long: bool = False) -> dict:
     """The options every worker needs, as plain data (they cross a process boundary)."""
     return {
         "text_key": opts.text_key,
@@ -227,6 +281,7 @@ def _worker_opts(opts: PrepareOptions, eod_id: int | None, dtype: np.dtype) -> d
         "dedup": opts.dedup,
         "eod_id": eod_id,
         "dtype": dtype.str,
+        "split_long": split_long,
     }
 
 
@@ -242,14 +297,14 @@ def prepare_corpus(inputs: list[str], output_prefix: str | Path, opts: PrepareOp
 
 
 def _prepare_corpus(files: list[Path], output_prefix: str | Path, opts: PrepareOptions, progress=None) -> PrepareStats:
-    tokenizer_json, eod_id, dtype = _build_tokenizer(opts)
+    tokenizer_json, eod_id, dtype, split_long = _build_tokenizer(opts)
 
     start_line, stop_line = 0, None
     if opts.shard is not None:
         total_lines = count_lines(files)
         start_line, stop_line = shard_range(total_lines, opts.shard)
 
-    worker_opts = _worker_opts(opts, eod_id, dtype)
+    worker_opts = _worker_opts(opts, eod_id, dtype, split_long)
     stats = PrepareStats(
         workers=opts.workers,
         normalize=opts.normalize,

@@ -158,6 +158,8 @@ class SFTStats:
     tokens: int = 0
     answer_tokens: int = 0
     rows: int = 0  # packed rows (or examples when not packing)
+    malformed: int = 0  # records skipped as not valid Unicode (a lone surrogate escape)
+    malformed_examples: list[str] = field(default_factory=list)  # the first five, as file:line: reason
     files: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -238,12 +240,24 @@ def encode_workers(n_records: int, workers: int | None = None) -> int:
 def load_examples(paths: list[str], encoder, seq_length: int, truncation: str = "drop", workers: int | None = None):
     """All examples of the JSONL files (in file order) and their counts. Large inputs are encoded
     by forked worker processes (measured: 38,730 JaQuAD prompts took ~200 s on one core; the
-    Python side of chat-template encoding dominates); the result is identical for any count."""
-    from concurrent.futures import ProcessPoolExecutor
+    Python side of chat-template encoding dominates); the result is identical for any count.
+    A record holding a lone surrogate escape ("\\ud800": not valid Unicode, no tokenizer takes it)
+    is skipped and counted."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from japanese_ft.data.corpus import lone_surrogate_field, surrogate_reason
 
     stats = SFTStats(files=[str(p) for p in paths])
-    records = list(iter_jsonl(paths))
+    records = []
+    for record, where in iter_jsonl(paths):
+        bad = lone_surrogate_field(record)
+        if bad is not None:
+            stats.malformed += 1
+            if len(stats.malformed_examples) < 5:
+                stats.malformed_examples.append(f"{where}: {surrogate_reason(bad)}")
+            continue
+        records.append((record, where))
     n = encode_workers(len(records), workers)
     if n <= 1:
         _WORKER["args"] = (encoder, seq_length, truncation)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -92,8 +92,24 @@ def _field(obj, key: str, typ, where: str, path: Path, qid: str | None = None):
     return value
 
 
-def iter_squad(path: str | Path, strip_title: bool = True) -> Iterator[SquadQuestion]:
-    """Yield every question of a SQuAD v1.1/v2.0 file in order (see the module docstring)."""
+def _surrogate(path: Path, where: str, values: dict, qid: str | None = None) -> str | None:
+    """'FILE: JSON path.field (question id): reason' when a field holds a lone surrogate, else None."""
+    from japanese_ft.data.corpus import SURROGATE_PROBLEM, lone_surrogate_field
+
+    bad = lone_surrogate_field(values)
+    if bad is None:
+        return None
+    who = f" (question id {qid.encode('utf-8', 'backslashreplace').decode()})" if qid else ""
+    return f"{path}: {where}.{bad}{who}: {SURROGATE_PROBLEM}"
+
+
+def iter_squad(path: str | Path, strip_title: bool = True, on_malformed=None) -> Iterator[SquadQuestion]:
+    """Yield every question of a SQuAD v1.1/v2.0 file in order (see the module docstring).
+
+    A question whose title, context, question, id or answers hold a lone surrogate escape
+    ("\\ud800", not valid Unicode) is malformed: `on_malformed(message)` is called and the question
+    skipped, or, without a callback, it raises UserError. SQuAD files are often one line long, so
+    the message names the JSON path (`data[3].paragraphs[0].qas[2].question`) rather than a line."""
     path = Path(path)
     doc = load_squad(path)
     for i, article in enumerate(doc["data"]):
@@ -119,6 +135,13 @@ def iter_squad(path: str | Path, strip_title: bool = True) -> Iterator[SquadQues
                 if not impossible:
                     for n, ans in enumerate(_field(qa, "answers", list, where_q, path, qid)):
                         answers.append(_field(ans, "text", str, f"{where_q}.answers[{n}]", path, qid))
+                bad = (_surrogate(path, where_a, {"title": title}) or _surrogate(path, where_p, {"context": context})
+                       or _surrogate(path, where_q, {"id": qid, "question": question, "answers": answers}, qid))
+                if bad is not None:
+                    if on_malformed is None:
+                        raise UserError(bad)
+                    on_malformed(bad)
+                    continue
                 yield SquadQuestion(context, question, answers, qid, title)
 
 
@@ -129,6 +152,8 @@ class SquadStats:
     unanswerable_skipped: int = 0
     articles: int = 0
     contexts: int = 0
+    malformed: int = 0  # questions skipped: a lone surrogate escape in one of their fields
+    malformed_examples: list = field(default_factory=list)
 
 
 def _record_input(style: str, context: str, question: str) -> str:
@@ -146,13 +171,28 @@ def _write_atomic(output: Path, lines) -> None:
     write_lines(output, lines)
 
 
-def convert_squad(path: str | Path, output: str | Path, strip_title: bool = True, style: str = "plain") -> SquadStats:
+def _malformed_counter(stats, strict: bool):
+    """The on_malformed callback of convert-squad: stop (--strict) or count and keep the first five."""
+
+    def note(message: str) -> None:
+        if strict:
+            raise UserError(message)
+        stats.malformed += 1
+        if len(stats.malformed_examples) < 5:
+            stats.malformed_examples.append(message)
+
+    return note
+
+
+def convert_squad(path: str | Path, output: str | Path, strip_title: bool = True, style: str = "plain",
+                  strict: bool = False) -> SquadStats:
     """Write one `{"input", "output", "meta": {"id", "title"}}` line per answerable question.
 
     `style="plain"`: input 「文章:{context}\n質問:{question}」 (the chat template frames it).
     `style="llm-jp-eval"`: input is the whole llm-jp-eval JSQuAD prompt that `jft eval jsquad`
     sends (instruction, 文章：…\n質問：…, ending in 「### 応答:\n」).
     `output` is the first answer's text; unanswerable (v2) questions are skipped and counted.
+    A question with a lone surrogate escape is skipped and counted (`malformed`); `strict` stops there.
     The file is written to `OUTPUT.tmp` and renamed when complete.
     """
     if style not in STYLES:
@@ -162,7 +202,7 @@ def convert_squad(path: str | Path, output: str | Path, strip_title: bool = True
     titles, contexts = set(), set()
 
     def lines():
-        for q in iter_squad(path, strip_title=strip_title):
+        for q in iter_squad(path, strip_title=strip_title, on_malformed=_malformed_counter(stats, strict)):
             stats.questions += 1
             titles.add(q.title)
             contexts.add(q.context)
@@ -174,7 +214,7 @@ def convert_squad(path: str | Path, output: str | Path, strip_title: bool = True
             stats.written += 1
             yield json.dumps(record, ensure_ascii=False) + "\n"
         if stats.questions == 0:
-            raise UserError(f"{path}: no questions in the file")
+            raise UserError(f"{path}: no {'valid ' if stats.malformed else ''}questions in the file")
 
     _write_atomic(output, lines())
     stats.articles, stats.contexts = len(titles), len(contexts)
@@ -189,19 +229,23 @@ class ArticleStats:
     duplicate_paragraphs: int = 0  # repeated within an article, written once
     empty_paragraphs: int = 0
     characters: int = 0  # of the written documents' text
+    malformed: int = 0  # articles or paragraphs skipped: a lone surrogate escape in the title or context
+    malformed_examples: list = field(default_factory=list)
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def squad_articles(path: str | Path, output: str | Path, strip_title: bool = True) -> ArticleStats:
+def squad_articles(path: str | Path, output: str | Path, strip_title: bool = True, strict: bool = False) -> ArticleStats:
     """Write each unique article (by title) as one LLM-jp JSONL document for pre-training.
 
     `{"text": paragraphs joined by "\n", "meta": {"id": "<file stem>-<n>", "title", "url"}}`, articles
     in order of first appearance, paragraphs in file order; JSQuAD's 「<title> [SEP] 」 prefix is
     removed (`strip_title`); a paragraph repeated within an article is written once. `url` is the
     Japanese Wikipedia page of the title (JSQuAD and JaQuAD are built from Japanese Wikipedia).
+    A title or context with a lone surrogate escape skips that article or paragraph (counted as
+    `malformed`); `strict` stops there.
     """
     from urllib.parse import quote
 
@@ -211,15 +255,24 @@ def squad_articles(path: str | Path, output: str | Path, strip_title: bool = Tru
     articles: dict[str, list[str]] = {}
     seen: dict[str, set] = {}
     stats = ArticleStats()
+    note = _malformed_counter(stats, strict)
     for i, article in enumerate(doc["data"]):
         where = f"data[{i}]"
         title = _field(article, "title", str, where, path)
         paragraphs = _field(article, "paragraphs", list, where, path)
+        bad = _surrogate(path, where, {"title": title})
+        if bad is not None:
+            note(bad)
+            continue
         kept = articles.setdefault(title, [])
         known = seen.setdefault(title, set())
         for j, para in enumerate(paragraphs):
             context = _field(para, "context", str, f"{where}.paragraphs[{j}]", path)
             stats.paragraphs += 1
+            bad = _surrogate(path, f"{where}.paragraphs[{j}]", {"context": context})
+            if bad is not None:
+                note(bad)
+                continue
             if strip_title:
                 context = strip_title_prefix(context, title)
             context = context.strip()

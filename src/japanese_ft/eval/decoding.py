@@ -132,6 +132,7 @@ class Decoder:
         self.cache_arg = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.2x renamed it
         self.logits_to_keep = "logits_to_keep" in params
         self.static: _Static | None = None
+        self.on_token: Callable[[int], None] | None = None  # set per decode() call (streaming)
 
     # ---- one forward ----
     def _forward(self, tokens, key_mask, positions, cache, query_len: int):
@@ -164,9 +165,13 @@ class Decoder:
 
     # ---- a batch ----
     def decode(self, rows: list[list[int]], max_new_tokens: int, pad_id: int, stop_ids: list[int],
-               choose: Callable = greedy) -> list[list[int]]:
+               choose: Callable = greedy, on_token: Callable[[int], None] | None = None) -> list[list[int]]:
         """Generated token ids per row (up to max_new_tokens; a row may run past its first stop
-        token -- the caller cuts there)."""
+        token -- the caller cuts there). `on_token(id)`: called with each new token as it is chosen
+        (streaming; one row only)."""
+        if on_token is not None and len(rows) != 1:
+            raise ValueError("on_token streams one row; pass a single prompt")
+        self.on_token = on_token
         ids, mask = padded_batch(rows, pad_id, side="left")
         ids, mask = ids.to(self.device), mask.to(self.device).bool()
         width = ids.shape[1]
@@ -187,6 +192,8 @@ class Decoder:
         nxt = choose(self._forward(ids, mask, positions, cache, width))
         for t in range(max_new):
             out[rows, t] = nxt
+            if self.on_token is not None:
+                self.on_token(int(nxt[0]))
             if t == max_new - 1:
                 break
             done = torch.isin(nxt, stops)
@@ -230,6 +237,8 @@ class Decoder:
         nxt = choose(self._forward(ids, st.key_valid, positions, st.cache, width))
         for t in range(max_new):
             out[:, t] = nxt
+            if self.on_token is not None:
+                self.on_token(int(nxt[0]))
             done |= torch.isin(nxt, stops)
             if t == max_new - 1 or bool(done[:real_rows].all()):  # one host read per token
                 break

@@ -46,6 +46,7 @@ def generate(
     seed: int | None = None,
     progress: Callable[[int], None] | None = None,
     cache: str = "auto",
+    on_token: Callable[[int], None] | None = None,
 ) -> list[Generated]:
     """Generate a continuation for every prompt; results are in the order of `prompts`.
 
@@ -54,6 +55,7 @@ def generate(
     temperature 0 means greedy decoding; otherwise sampling with `temperature` and `top_p`.
     `batch_size` "auto" sizes batches from free accelerator memory (8 on CPU); `cache` picks the
     KV cache (see `eval.decoding`: "auto" is a static cache with a CUDA-graph decode step on GPU).
+    `on_token(id)` receives every generated token as it is chosen (one prompt only; see TextStream).
     """
     import torch
 
@@ -78,7 +80,8 @@ def generate(
     stop_set = set(stop_ids)
     results: list[Generated | None] = [None] * len(prompts)
     for idx in sorted_batches([len(e) for e in encoded], batch_size, sort_by_length):
-        for i, ids in zip(idx, decoder.decode([encoded[i] for i in idx], max_new_tokens, pad, stop_ids, choose)):
+        for i, ids in zip(idx, decoder.decode([encoded[i] for i in idx], max_new_tokens, pad, stop_ids, choose,
+                                                on_token)):
             stopped = False
             for k, t in enumerate(ids):
                 if t in stop_set:
@@ -106,6 +109,46 @@ def encode_for(tokenizer, prompts: Sequence[str], chat: bool) -> tuple[list[str]
     return list(prompts), list(prompts)
 
 
+class TextStream:
+    """Generated token ids in, text out as soon as it is final, for `jft generate`/`chat`.
+
+    Byte-level BPE splits a Japanese character's three UTF-8 bytes over several tokens; decoding
+    after the first of them gives U+FFFD. The text is decoded from all ids so far and its tail is
+    held back while it ends in U+FFFD (an incomplete character), so the written pieces join to
+    exactly the final decoded text. Tokens after the first stop token are ignored."""
+
+    def __init__(self, tokenizer, stop_ids: Sequence[int], write: Callable[[str], None], lstrip: bool = False) -> None:
+        self.tokenizer, self.stop, self.write, self.lstrip = tokenizer, set(stop_ids), write, lstrip
+        self.ids: list[int] = []
+        self.shown = 0  # characters of the decoded text already written
+        self.done = False
+
+    def __call__(self, token: int) -> None:
+        if self.done:
+            return
+        if token in self.stop:
+            self.done = True
+            return
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if not text.endswith("\ufffd"):
+            self._emit(text)
+
+    def flush(self) -> None:
+        """Write whatever is still held back (at the end, an incomplete character stays U+FFFD)."""
+        self._emit(self.tokenizer.decode(self.ids, skip_special_tokens=True))
+
+    def _emit(self, text: str) -> None:
+        new = text[self.shown:]
+        if self.lstrip and self.shown == 0:
+            new = new.lstrip()
+            if not new:
+                return
+        self.shown = len(text)
+        if new:
+            self.write(new)
+
+
 def generate_text(
     model,
     tokenizer,
@@ -116,12 +159,19 @@ def generate_text(
     top_p: float = 1.0,
     seed: int | None = None,
     system: str | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> Generated:
-    """One prompt, as `jft generate` runs it; with `chat`, the prompt is one user turn."""
+    """One prompt, as `jft generate` runs it; with `chat`, the prompt is one user turn.
+    `on_text(piece)` receives the continuation as it is generated (pieces join to `.text`)."""
+    stream = TextStream(tokenizer, stop_token_ids(tokenizer), on_text) if on_text is not None else None
     if chat:
         ids = encode_chat(tokenizer, chat_messages(prompt, system))
-        return generate(model, tokenizer, [ids], max_new_tokens, 1, temperature, top_p, seed=seed)[0]
-    return generate(model, tokenizer, [prompt], max_new_tokens, 1, temperature, top_p, seed=seed)[0]
+        res = generate(model, tokenizer, [ids], max_new_tokens, 1, temperature, top_p, seed=seed, on_token=stream)[0]
+    else:
+        res = generate(model, tokenizer, [prompt], max_new_tokens, 1, temperature, top_p, seed=seed, on_token=stream)[0]
+    if stream is not None:
+        stream.flush()
+    return res
 
 
 class ChatSession:
@@ -140,23 +190,33 @@ class ChatSession:
     def prompt_text(self) -> str:
         return render_chat(self.tokenizer, self.messages)
 
-    def send(self, user_text: str) -> str:
+    def send(self, user_text: str, on_text: Callable[[str], None] | None = None) -> str:
+        """The assistant's reply (stripped); `on_text` receives it piece by piece as it is generated."""
         self.messages.append({"role": "user", "content": user_text})
+        stream = TextStream(self.tokenizer, stop_token_ids(self.tokenizer), on_text, lstrip=True) if on_text else None
         ids = encode_chat(self.tokenizer, self.messages)
         out = generate(self.model, self.tokenizer, [ids], self.max_new_tokens, 1,
-                       self.temperature, self.top_p, seed=self.seed)[0]
+                       self.temperature, self.top_p, seed=self.seed, on_token=stream)[0]
+        if stream is not None:
+            stream.flush()
         reply = out.text.strip()
         self.messages.append({"role": "assistant", "content": reply})
         return reply
 
 
-def run_repl(session: ChatSession, read: Callable[[str], str] = input, write: Callable[[str], None] = print) -> int:
-    """Read lines until /exit or EOF; /reset clears the history. Returns the number of turns."""
+def run_repl(session: ChatSession, read: Callable[[str], str] = input, write: Callable[[str], None] = print,
+             stream: Callable[[str], None] | None = None, interactive: bool = True) -> int:
+    """Read lines until /exit or EOF; /reset clears the history. Returns the number of turns.
+
+    `write` prints a line; `stream`, when given, receives the reply piece by piece (then a newline).
+    Not `interactive` (stdin is a pipe or file): no banner and no "you> " prompt, so the output is
+    only "assistant> ..." lines."""
     turns = 0
-    write("jft chat: type a message; /reset clears the history, /exit quits.")
+    if interactive:
+        write("jft chat: type a message; /reset clears the history, /exit quits.")
     while True:
         try:
-            line = read("you> ")
+            line = read("you> " if interactive else "")
         except EOFError:
             break
         line = line.strip()
@@ -168,7 +228,11 @@ def run_repl(session: ChatSession, read: Callable[[str], str] = input, write: Ca
             session.reset()
             write("(history cleared)")
             continue
-        reply = session.send(line)
-        write(f"assistant> {reply}")
+        if stream is None:
+            write(f"assistant> {session.send(line)}")
+        else:
+            stream("assistant> ")
+            session.send(line, on_text=stream)
+            stream("\n")
         turns += 1
     return turns

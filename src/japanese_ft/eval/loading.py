@@ -1,7 +1,9 @@
 """Inference-time loading: an HF checkpoint (safetensors) plus, optionally, a PEFT LoRA adapter.
 
 `load_for_inference` refuses to apply an adapter to a model it was not trained on. The adapter's
-`adapter_config.json` names its base (`base_model_name_or_path`). When that base is a local
+adapters saved by `jft train` carry `base_model.json` (the base's resolved path, architecture
+fields and weights fingerprint), compared with `--model` wherever the command runs. Other
+adapters name their base in `adapter_config.json` (`base_model_name_or_path`); when that is a local
 directory we compare its architecture (config.json) and a fingerprint of its weights with
 `--model`; when it is a hub id or a path that no longer exists we can only rely on the shapes,
 which PEFT checks while loading. A mismatch is a UserError that says so.
@@ -17,7 +19,7 @@ from pathlib import Path
 from japanese_ft.errors import UserError
 
 # Architecture fields that must agree between the adapter's base and --model.
-_SHAPE_FIELDS = (
+SHAPE_FIELDS = (
     "model_type",
     "hidden_size",
     "num_hidden_layers",
@@ -78,6 +80,19 @@ def check_adapter_base(model_dir: Path, adapter_dir: Path) -> dict:
     adapter_cfg = _read_json(cfg_path, "adapter config")
     base = adapter_cfg.get("base_model_name_or_path")
     model_cfg = _read_json(model_dir / "config.json", "model config")
+    record_path = adapter_dir / "base_model.json"  # model.lora.BASE_RECORD (not imported: that module pulls in more)
+    record = _read_json(record_path, "adapter base record") if record_path.exists() else {}
+    if "fingerprint" in record:
+        base = record.get("path", base)
+        diffs = [f"{k} {v} vs {model_cfg.get(k)}" for k, v in record.get("config", {}).items()
+                 if k in model_cfg and model_cfg.get(k) != v]
+        if diffs:
+            raise UserError(f"--adapter {adapter_dir} was trained on base {base}, whose architecture does not match "
+                            f"--model {model_dir}: {'; '.join(diffs)}")
+        if weights_fingerprint(model_dir) != record["fingerprint"]:
+            raise UserError(f"--adapter {adapter_dir} was trained on base {base}, but --model {model_dir} has different "
+                            "weights; load the adapter on the model it was trained on (or pass --allow-base-mismatch)")
+        return adapter_cfg
     if base:
         base_path = Path(base)
         if not base_path.is_absolute():
@@ -86,7 +101,7 @@ def check_adapter_base(model_dir: Path, adapter_dir: Path) -> dict:
             base_cfg = _read_json(base_path / "config.json", "adapter base config")
             diffs = [
                 f"{k} {base_cfg.get(k)} vs {model_cfg.get(k)}"
-                for k in _SHAPE_FIELDS
+                for k in SHAPE_FIELDS
                 if k in base_cfg and k in model_cfg and base_cfg.get(k) != model_cfg.get(k)
             ]
             if diffs:

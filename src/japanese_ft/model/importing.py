@@ -122,8 +122,12 @@ def _load_gguf(path: str):
     return model, tokenizer, model.generation_config
 
 
-def _load_hf(source: str, dtype: str, trust_remote_code: bool):
+def _load_hf(source: str, dtype: str, trust_remote_code: bool, allow_pickle: bool = False):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from japanese_ft.model.load import check_weights_format
+
+    check_weights_format(source, allow_pickle)
 
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -133,7 +137,7 @@ def _load_hf(source: str, dtype: str, trust_remote_code: bool):
         raise UserError(f"{source}: the checkpoint is quantized; import its unquantized weights (or its GGUF file)")
     name = stored_dtype(config) if dtype == "auto" else dtype
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(name), use_safetensors=True,
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype(name), use_safetensors=None if allow_pickle else True,
                                                      trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -171,7 +175,8 @@ def _save(model, tokenizer, generation, out_dir: Path, kind: str) -> None:
         cfg_path.write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def import_model(source: str, output: str | Path, dtype: str = "auto", trust_remote_code: bool = False) -> dict:
+def import_model(source: str, output: str | Path, dtype: str = "auto", trust_remote_code: bool = False,
+                 allow_pickle: bool = False) -> dict:
     """Import SOURCE (HF directory, hub id or .gguf file) as a plain safetensors checkpoint in OUTPUT.
 
     Written to OUTPUT.tmp and renamed when complete; a non-empty OUTPUT is refused. Returns a summary:
@@ -190,7 +195,7 @@ def import_model(source: str, output: str | Path, dtype: str = "auto", trust_rem
         model, tokenizer, generation = _load_gguf(resolved)
         out_dtype = "float32" if dtype == "auto" else dtype
     else:
-        model, tokenizer, generation = _load_hf(resolved, dtype, trust_remote_code)
+        model, tokenizer, generation = _load_hf(resolved, dtype, trust_remote_code, allow_pickle)
         out_dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     model.to(torch_dtype(out_dtype))
     config = model.config

@@ -14,12 +14,32 @@ from japanese_ft.files import atomic_output
 from japanese_ft.runtime import stored_dtype, torch_dtype
 from japanese_ft.tokens import eos_id, generation_config_for, load_tokenizer
 
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
-def load_model(name_or_path: str, dtype="float32", attn_implementation: str | None = "sdpa", trust_remote_code: bool = False):
-    """AutoModelForCausalLM from a local directory or hub id, weights in `dtype`."""
+
+def check_weights_format(name_or_path: str | Path, allow_pickle: bool, flag: str | None = "--allow-pickle") -> None:
+    """A local directory with pickle weights (pytorch_model.bin ...) and no .safetensors is refused
+    unless allow_pickle: unpickling a file can run code. Hub ids are checked by transformers."""
+    p = Path(name_or_path)
+    if allow_pickle or not p.is_dir() or any(p.glob("*.safetensors")):
+        return
+    pickles = sorted(f.name for f in p.iterdir() if f.suffix in _PICKLE_SUFFIXES and f.is_file())
+    if pickles:
+        convert = f"convert them with `jft import-model {p} --output NEW_DIR --allow-pickle`"
+        raise UserError(f"{p}: weights only as pickle ({', '.join(pickles[:3])}), and jft loads safetensors only "
+                        f"(unpickling can run code); {convert}" + (f", or pass {flag} if you trust the file" if flag else ""))
+
+
+def load_model(name_or_path: str, dtype="float32", attn_implementation: str | None = "sdpa", trust_remote_code: bool = False,
+               allow_pickle: bool = False, pickle_flag: str | None = None):
+    """AutoModelForCausalLM from a local directory or hub id, weights in `dtype`; safetensors only
+    unless allow_pickle (then transformers also reads pytorch_model.bin, with torch.load(weights_only=True))."""
     from transformers import AutoModelForCausalLM
 
+    check_weights_format(name_or_path, allow_pickle, pickle_flag)
     kwargs = {"dtype": torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    if not allow_pickle:
+        kwargs["use_safetensors"] = True
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:

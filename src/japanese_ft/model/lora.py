@@ -34,6 +34,26 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = True):
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
 
 
+BASE_RECORD = "base_model.json"
+
+
+def record_base(adapter_dir: str | Path, base: str) -> None:
+    """Write BASE_RECORD next to a saved adapter: the base's resolved path, architecture fields and
+    weights fingerprint, so the adapter can be checked against --model from any working directory
+    (PEFT's base_model_name_or_path is the path as typed, often relative). Hub ids: path only."""
+    import json
+
+    from japanese_ft.eval.loading import SHAPE_FIELDS, weights_fingerprint
+
+    base_p = Path(base).expanduser()
+    record: dict = {"name_or_path": base}
+    if (base_p / "config.json").exists():
+        config = json.loads((base_p / "config.json").read_text(encoding="utf-8"))
+        record.update(path=str(base_p.resolve()), config={k: config.get(k) for k in SHAPE_FIELDS if k in config},
+                      fingerprint=weights_fingerprint(base_p))
+    (Path(adapter_dir) / BASE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts, counting tied/shared tensors once."""
     seen = set()
@@ -49,7 +69,8 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, total
 
 
-def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "auto", trust_remote_code: bool = False) -> dict:
+def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "auto", trust_remote_code: bool = False,
+                  allow_pickle: bool = False) -> dict:
     """Base checkpoint + LoRA adapter -> merged HF checkpoint (safetensors) + tokenizer + generation config.
 
     The merge runs in fp32 and the result is saved in `dtype` ("auto": the base checkpoint's dtype).
@@ -57,7 +78,7 @@ def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "aut
     import torch
 
     from japanese_ft.files import atomic_output, looks_local
-    from japanese_ft.model.load import load_model, save_hf_checkpoint
+    from japanese_ft.model.load import check_weights_format, load_model, save_hf_checkpoint
     from japanese_ft.runtime import stored_dtype, torch_dtype
     from japanese_ft.tokens import load_tokenizer
 
@@ -71,7 +92,9 @@ def merge_adapter(base: str, adapter: str, output: str | Path, dtype: str = "aut
     if dtype == "auto":
         dtype = stored_dtype(base_p)
     out_dtype = torch_dtype(dtype, "--dtype")
-    model = load_model(base, torch.float32, attn_implementation=None, trust_remote_code=trust_remote_code)
+    check_weights_format(adapter_p, allow_pickle)  # adapter_model.bin only
+    model = load_model(base, torch.float32, attn_implementation=None, trust_remote_code=trust_remote_code,
+                       allow_pickle=allow_pickle, pickle_flag="--allow-pickle")
     peft_model = load_adapter(model, adapter_p, trainable=False)
     merged = peft_model.merge_and_unload()
     merged.to(out_dtype)

@@ -173,9 +173,11 @@ def _cpu_threads(n: int | None):
 
     before = torch.get_num_threads()
     torch.set_num_threads(int(n))
+    os.environ["JFT_CPU_THREADS"] = str(int(n))  # jft train's default rule (train/threads.py) keeps it
     try:
         yield
     finally:
+        os.environ.pop("JFT_CPU_THREADS", None)
         torch.set_num_threads(before)
 
 

@@ -9,7 +9,9 @@ Layout of `OUTPUT_DIR/checkpoints/step_000100/`:
   config.yaml         the resolved run config
 A checkpoint is written to `step_000100.tmp/` and renamed when complete, so an interrupted save
 never looks like a checkpoint; only the newest `keep_last` are kept. torch states are read with
-`torch.load(weights_only=True)`.
+`torch.load(weights_only=True)`. Resuming checks the newest checkpoint's files first (weights
+readable, optimizer and trainer state loadable) and falls back to the previous complete one, with a
+warning, when a file is truncated or empty (a disk that filled up, a copy that was cut short).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import random
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -66,6 +69,7 @@ class Checkpointer:
         self.keep_last = cfg.train.keep_last
         self.world = world
         self.root = Path(cfg.output_dir) / "checkpoints"
+        self._loaded: tuple[Path, dict] | None = None  # states read while checking a resume point
 
     # ---- discovery ----
     def checkpoints(self) -> list[tuple[int, Path]]:
@@ -81,6 +85,42 @@ class Checkpointer:
     def latest(self) -> Path | None:
         found = self.checkpoints()
         return found[-1][1] if found else None
+
+    def resume_point(self, warn: Callable[[str], None]) -> Path | None:
+        """The newest checkpoint whose files all load; each broken newer one is reported through warn."""
+        for _, path in reversed(self.checkpoints()):
+            problem = self._load_states(path)
+            if problem is None:
+                return path
+            warn(f"warning: checkpoint {path} is not usable ({problem}); trying the previous one")
+        return None
+
+    def _load_states(self, path: Path) -> str | None:
+        """Load and keep the checkpoint's torch states (reused by load_training_state); the problem, or None."""
+        from safetensors import safe_open
+
+        weights = sorted(path.glob("*.safetensors"))
+        if not weights:
+            return "no .safetensors weights file"
+        for w in weights:
+            try:
+                with safe_open(str(w), "pt") as f:  # checks the header and that the file covers every tensor
+                    f.keys()
+            except Exception as e:  # noqa: BLE001 - any unreadable weights file means "not usable"
+                return f"{w.name}: {_first_line(e)}"
+        states = {}
+        for name in ("trainer_state.pt", "optimizer.pt", f"rng_rank{self.world.rank}.pt"):
+            if name.startswith("rng_") and not (path / name).exists():
+                continue
+            try:
+                states[name] = torch.load(path / name, map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001 - truncated zip, empty file, missing file
+                return f"{name}: {_first_line(e) or type(e).__name__ + ' (empty or truncated)'}"
+        trainer = states["trainer_state.pt"]
+        if not isinstance(trainer, dict) or not {"step", "scheduler", "data"} <= set(trainer):
+            return "trainer_state.pt lacks step/scheduler/data"
+        self._loaded = (path, states)
+        return None
 
     def clean_partial(self) -> None:
         if self.world.is_main and self.root.exists():
@@ -117,14 +157,23 @@ class Checkpointer:
     # ---- loading (the model itself is loaded from the directory by the model builder) ----
     def load_training_state(self, path: Path, model, optimizer, scheduler) -> dict:
         StateDictOptions, _, _, set_optimizer_state_dict = _state_dict_api()
-        optim_state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-        set_optimizer_state_dict(model, optimizer, optim_state, options=StateDictOptions(full_state_dict=True))
-        state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+        if self._loaded is None or self._loaded[0] != path:
+            problem = self._load_states(path)
+            if problem is not None:
+                raise RuntimeError(f"checkpoint {path} is not usable: {problem}")
+        states = self._loaded[1]
+        self._loaded = None
+        set_optimizer_state_dict(model, optimizer, states["optimizer.pt"], options=StateDictOptions(full_state_dict=True))
+        state = states["trainer_state.pt"]
         scheduler.load_state_dict(state["scheduler"])
-        rng_file = path / f"rng_rank{self.world.rank}.pt"
-        if rng_file.exists():
-            set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=True))
+        rng = states.get(f"rng_rank{self.world.rank}.pt")
+        if rng is not None:
+            set_rng_state(rng)
         return state
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
 
 
 def full_model_state_dict(model, world: World):
@@ -155,8 +204,11 @@ def save_model(model, out_dir: Path, tokenizer, lora: bool, world: World) -> Non
 
     if lora:
         if world.is_main:
+            from japanese_ft.model.lora import record_base
+
             out_dir.mkdir(parents=True, exist_ok=True)
             model.save_pretrained(str(out_dir))
+            record_base(out_dir, model.peft_config["default"].base_model_name_or_path)
             tokenizer.save_pretrained(str(out_dir))
             generation_config_for(tokenizer, None).save_pretrained(str(out_dir))
         return

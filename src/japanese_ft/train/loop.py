@@ -14,6 +14,7 @@ module does not import the UI layer.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class TrainResult:
     total_params: int = 0
     world_size: int = 1
     device: str = "cpu"
+    cpu_threads: str | None = None  # "1 thread (auto: cores - 1)" on CPU, None on GPU
     data: dict = field(default_factory=dict)
     losses: list = field(default_factory=list)  # (step, loss) of this invocation
 
@@ -118,6 +120,9 @@ def _enable_activation_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
+_PICKLE_KEY = "model.allow_pickle=true"
+
+
 def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
     """The model on `world.device` with its trainable parameters set. Full modes: every parameter
     trains (fp32 master weights). lora: frozen base + adapters. `make_engine` compiles and shards."""
@@ -129,7 +134,8 @@ def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
         from japanese_ft.model.lora import apply_lora, load_adapter
 
         base_dtype = cfg.model.dtype if on_cuda else "float32"  # CPU: keep fp32 (bf16 matmuls are slow/inexact there)
-        model = load_model(cfg.model.name_or_path, base_dtype, attn, cfg.model.trust_remote_code)
+        model = load_model(cfg.model.name_or_path, base_dtype, attn, cfg.model.trust_remote_code,
+                           cfg.model.allow_pickle, _PICKLE_KEY)
         model.config.use_cache = False
         if cfg.model.gradient_checkpointing:
             _enable_activation_checkpointing(model)
@@ -139,7 +145,7 @@ def build_model(cfg: RunConfig, world: World, resume_dir: Path | None):
             model = apply_lora(model, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_modules)
     else:
         source = resume_dir if resume_dir is not None else cfg.model.name_or_path
-        model = load_model(source, "float32", attn, cfg.model.trust_remote_code)
+        model = load_model(source, "float32", attn, cfg.model.trust_remote_code, cfg.model.allow_pickle, _PICKLE_KEY)
         model.config.use_cache = False
         if cfg.model.gradient_checkpointing:
             _enable_activation_checkpointing(model)
@@ -246,15 +252,21 @@ def setup(cfg: RunConfig, world: World, report: Reporter) -> Run:
     accum = t.global_batch_size // (t.micro_batch_size * world.size)
     ckpt = Checkpointer(cfg, world)
     ckpt.clean_partial()
-    resume_dir = ckpt.latest()
+    resume_dir = ckpt.resume_point(report.say)
 
     torch.manual_seed(t.seed)  # same LoRA init on every rank
     tokenizer = load_run_tokenizer(cfg)
     train_data, val_factory, data_stats = build_data(cfg, tokenizer, world)
     model = build_model(cfg, world, resume_dir)
     trainable, total = count_parameters(model)
+    threads = None
+    if world.device.type == "cpu":
+        from japanese_ft.train.threads import apply_cpu_threads
+
+        n, why = apply_cpu_threads(t.cpu_threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        threads = f"{n} thread{'s' if n > 1 else ''} ({why})"
     report.say(f"{cfg.mode}: {trainable:,} trainable of {total:,} parameters ({100 * trainable / max(total, 1):.4f}%), "
-               f"world size {world.size} on {world.device.type}, micro {t.micro_batch_size} x accum {accum} x ranks "
+               f"world size {world.size} on {world.device.type}{f' ({threads})' if threads else ''}, micro {t.micro_batch_size} x accum {accum} x ranks "
                f"{world.size} = global batch {t.global_batch_size}")
     engine = make_engine(model, cfg, world)
     torch.manual_seed(t.seed + world.rank)  # dropout noise differs per rank
@@ -269,7 +281,7 @@ def setup(cfg: RunConfig, world: World, report: Reporter) -> Run:
         save_config(cfg, out / "config.yaml")
     result = TrainResult(status="already_complete" if step >= t.max_steps else "completed", step=step, output_dir=str(out),
                          trainable_params=trainable, total_params=total, world_size=world.size,
-                         device=str(world.device), data=data_stats)
+                         device=str(world.device), cpu_threads=threads, data=data_stats)
     return Run(cfg, world, report, out, accum, ckpt, tokenizer, train_data, val_factory, engine,
                MetricsLogger(out, enabled=world.is_main, resume_step=step), result, step=step, tokens_seen=tokens_seen,
                last_saved=step if resume_dir is not None else -1, start_time=time.perf_counter(),
