@@ -188,3 +188,54 @@ def test_imported_gguf_works_with_every_command(smollm2_dir, tmp_path):
     gen = json.loads((merged / "generation_config.json").read_text())
     assert tok_cfg["eos_token"] == "<|im_end|>" and (merged / "model.safetensors").exists()
     assert gen["eos_token_id"] in (2, [2])  # still stops at <|im_end|>
+
+
+def _broken_like_transformers_5_17(src, dst):
+    """The tiny byte-level tokenizer as transformers 5.17 converts a GGUF one: byte fallback on, a
+    SentencePiece decoder chain, and <|im_start|> as EOS."""
+    from transformers import AutoTokenizer
+
+    raw = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
+    raw["model"]["byte_fallback"] = True
+    raw["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "ByteFallback"}, {"type": "Fuse"},
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, raw["decoder"]]}
+    dst.mkdir()
+    (dst / "tokenizer.json").write_text(json.dumps(raw), encoding="utf-8")
+    (dst / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|im_start|>", "bos_token": "<|im_start|>"}))
+    return AutoTokenizer.from_pretrained(str(dst))
+
+
+def test_gguf_tokenizer_repair_restores_byte_level_bpe_and_the_files_special_tokens(tmp_path):
+    from transformers import AutoTokenizer
+
+    from japanese_ft.model.importing import repair_gguf_tokenizer
+
+    good_dir = make_tokenizer_dir(tmp_path / "good")
+    good = AutoTokenizer.from_pretrained(str(good_dir))
+    broken = _broken_like_transformers_5_17(good_dir, tmp_path / "broken")
+    assert broken.eos_token == "<|im_start|>"
+    meta = {"model": "gpt2", "bos_token_id": 1, "eos_token_id": 2, "unknown_token_id": 0, "padding_token_id": 2}
+    changed = repair_gguf_tokenizer(broken, meta)
+    assert any("eos_token" in c for c in changed) and any("byte-level" in c for c in changed)
+    assert (broken.eos_token, broken.pad_token, broken.unk_token) == ("<|im_end|>", "<|im_end|>", "<|endoftext|>")
+    state = json.loads(broken.backend_tokenizer.to_str())
+    assert state["model"]["byte_fallback"] is False and state["decoder"]["type"] == "ByteLevel"
+    for text in (TEXT, "日本の首都は東京です。 ▁ spaces  and\ttabs", "🍣 と ｶﾀｶﾅ"):
+        ids = broken(text, add_special_tokens=False)["input_ids"]
+        assert ids == good(text, add_special_tokens=False)["input_ids"]
+        assert broken.decode(ids) == text
+    assert repair_gguf_tokenizer(broken, meta) == []  # nothing left to repair
+    # an id outside the vocabulary is ignored, and a SentencePiece (llama) GGUF keeps its decoder
+    other = _broken_like_transformers_5_17(good_dir, tmp_path / "sp")
+    repair_gguf_tokenizer(other, {"model": "llama", "eos_token_id": 10**6})
+    assert other.eos_token == "<|im_start|>"
+    assert json.loads(other.backend_tokenizer.to_str())["model"]["byte_fallback"] is True
+
+
+def test_gguf_tokenizer_meta_reads_the_files_special_ids(smollm2_gguf):
+    from japanese_ft.model.importing import gguf_tokenizer_meta
+
+    assert gguf_tokenizer_meta(str(smollm2_gguf)) == {
+        "model": "gpt2", "bos_token_id": 1, "eos_token_id": 2, "unknown_token_id": 0, "padding_token_id": 2}

@@ -119,7 +119,57 @@ def _load_gguf(path: str):
         raise UserError(f"{path}: transformers cannot load this GGUF file ({one_line(exc)})") from None
     model = _dequantized_copy(quantized)
     del quantized
+    repair_gguf_tokenizer(tokenizer, gguf_tokenizer_meta(path))
     return model, tokenizer, model.generation_config
+
+
+_GGUF_SPECIAL = {"bos_token": "bos_token_id", "eos_token": "eos_token_id", "unk_token": "unknown_token_id",
+                 "pad_token": "padding_token_id"}
+_BYTE_LEVEL_DECODER = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+
+
+def gguf_tokenizer_meta(path: str) -> dict:
+    """The GGUF file's own tokenizer facts: `model` (gpt2 = byte-level BPE, llama = SentencePiece)
+    and the special token ids (bos/eos/unknown/padding_token_id) that it declares."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(path).fields
+    meta = {}
+    for key in ("model", *_GGUF_SPECIAL.values()):
+        f = fields.get(f"tokenizer.ggml.{key}")
+        if f is not None:
+            meta[key] = f.contents()
+    return meta
+
+
+def repair_gguf_tokenizer(tokenizer, meta: dict) -> list[str]:
+    """Make the converted tokenizer say what the GGUF file says; returns what was changed.
+
+    transformers' GGUF conversion differs between versions: 5.17 turns SmolLM2's byte-level BPE
+    into a byte-fallback BPE with a SentencePiece decoder and takes <|im_start|> as EOS, where 5.24
+    gives the byte-level BPE and <|im_end|>. The special tokens follow the file's ids; a `gpt2`
+    tokenizer gets its byte-level form back (the token ids of any text are unchanged: every byte
+    has a byte-level token, so byte fallback never fires)."""
+    from tokenizers import Tokenizer
+
+    changed = []
+    n = len(tokenizer)
+    for attr, key in _GGUF_SPECIAL.items():
+        tid = meta.get(key)
+        if isinstance(tid, int) and 0 <= tid < n:
+            token = tokenizer.convert_ids_to_tokens(tid)
+            if getattr(tokenizer, attr) != token:
+                changed.append(f"{attr} {getattr(tokenizer, attr)!r} -> {token!r}")
+                setattr(tokenizer, attr, token)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if meta.get("model") == "gpt2" and backend is not None:
+        state = json.loads(backend.to_str())
+        if state.get("model", {}).get("byte_fallback") or (state.get("decoder") or {}).get("type") != "ByteLevel":
+            state["model"]["byte_fallback"] = False
+            state["decoder"] = dict(_BYTE_LEVEL_DECODER)
+            tokenizer._tokenizer = Tokenizer.from_str(json.dumps(state))
+            changed.append("byte-level BPE (no byte fallback, ByteLevel decoder)")
+    return changed
 
 
 def _load_hf(source: str, dtype: str, trust_remote_code: bool, allow_pickle: bool = False):
