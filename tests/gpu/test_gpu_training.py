@@ -83,15 +83,24 @@ def test_flex_attention_packed_rows_equal_unpacked(assets):
 
 
 def test_fused_adamw_matches_foreach(assets, tmp_path):
+    """The engine's fused AdamW takes the same steps as the foreach one on the same gradients.
+    (Comparing whole training steps cannot be tight: the embedding backward's atomic adds make
+    near-zero gradients differ between runs, and Adam's first step turns any sign into +-lr.)"""
     from japanese_ft.train.gpu import SpeedOptions
 
-    fused, data_f, _ = _engine(assets, tmp_path, speed=SpeedOptions(compile="none"))
-    foreach, data_o, _ = _engine(assets, tmp_path, speed=SpeedOptions(compile="none", fused_optimizer=False))
+    fused, _, _ = _engine(assets, tmp_path, speed=SpeedOptions(compile="none"))
+    foreach, _, _ = _engine(assets, tmp_path, speed=SpeedOptions(compile="none", fused_optimizer=False))
     assert fused.optimizer.defaults.get("fused") and not foreach.optimizer.defaults.get("fused")
-    _losses(fused, data_f, steps=2)
-    _losses(foreach, data_o, steps=2)
+    assert all(torch.equal(p, q) for p, q in zip(fused.params, foreach.params))
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(fused.params, foreach.params):
+            grad = torch.randn(p.shape, device=p.device, dtype=p.dtype, generator=gen) * 1e-2
+            p.grad, q.grad = grad.clone(), grad.clone()
+        fused.optimizer.step()
+        foreach.optimizer.step()
     for p, q in zip(fused.params, foreach.params):
-        assert torch.allclose(p, q, rtol=1e-4, atol=1e-5)
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-7), (p - q).abs().max()
 
 
 def test_train_step_syncs_once(assets, tmp_path):
@@ -109,7 +118,8 @@ def test_train_step_syncs_once(assets, tmp_path):
             train_step(engine, batches)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    # (the debug mode's own "is a prototype feature" notice also says "synchronizing": not a sync)
+    syncs = [w for w in caught if "called a synchronizing" in str(w.message)]
     assert len(syncs) == 1, [str(w.message)[:200] for w in syncs]
 
 
