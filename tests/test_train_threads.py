@@ -53,7 +53,7 @@ def test_train_applies_and_reports_threads(tmp_path, monkeypatch, restore_thread
     assert result.cpu_threads == "2 threads (train.cpu_threads)" and torch.get_num_threads() == 2
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"model: {{name_or_path: {assets['model']}}}\ndata: {{train: [{assets['corpus']}], seq_length: 32}}\n"
-                   f"train: {{max_steps: 1, eval_every: 0, save_every: 0, micro_batch_size: 2, global_batch_size: 2, "
+                   f"train: {{max_steps: 1, warmup_steps: 0, eval_every: 0, save_every: 0, micro_batch_size: 2, global_batch_size: 2, "
                    f"device: cpu}}\noutput_dir: {tmp_path / 'c'}\n")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     code, text = run_cli(["train", "cpt", "--config", str(cfg)])
