@@ -266,26 +266,3 @@ def test_generate_streams_through_the_decoder(loaded, monkeypatch, tmp_path_fact
     code, text = run_cli(["generate", "--model", str(tiny_model_dir(tmp_path_factory)), "--prompt", "富士山は",
                           "--max-new-tokens", "40", "--device", "cpu"])
     assert code == 0 and f"{_JA}\n" in text and "\ufffd" not in text, text
-
-
-def test_generation_cut_inside_a_character_drops_the_partial_character(loaded, monkeypatch):
-    """max_new_tokens ending between a character's byte tokens: the text ends at the last whole
-    character (no trailing U+FFFD) and counts every generated token."""
-    import torch
-
-    from japanese_ft.eval import decoding
-    from japanese_ft.eval.generation import generate_text
-
-    model, tok = loaded
-    script = _split_characters(tok, _JA)
-    cut = next(k for k in range(1, len(script)) if tok.decode(script[:k]).endswith("\ufffd"))
-    state = {"k": 0}
-
-    def scripted(logits):
-        state["k"] += 1
-        return torch.tensor([script[min(state["k"] - 1, len(script) - 1)]] * logits.shape[0])
-
-    monkeypatch.setattr(decoding, "greedy", scripted)
-    res = generate_text(model, tok, "富士山は", max_new_tokens=cut)
-    assert not res.stopped and res.tokens == cut
-    assert res.text == tok.decode(script[:cut]).rstrip("\ufffd") and _JA.startswith(res.text) and res.text

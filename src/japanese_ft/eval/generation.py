@@ -87,10 +87,7 @@ def generate(
                 if t in stop_set:
                     ids, stopped = ids[:k], True
                     break
-            text = tokenizer.decode(ids, skip_special_tokens=True)
-            if not stopped:  # cut at max_new_tokens inside a character's bytes: drop the partial character
-                text = text.rstrip("\ufffd")
-            results[i] = Generated(text=text, tokens=len(ids), stopped=stopped)
+            results[i] = Generated(text=tokenizer.decode(ids, skip_special_tokens=True), tokens=len(ids), stopped=stopped)
         if progress is not None:
             progress(len(idx))
     return results  # type: ignore[return-value]
