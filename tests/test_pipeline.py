@@ -153,6 +153,20 @@ def test_changing_one_sft_setting_reruns_sft_and_what_depends_on_it(reference, r
     plan = capsys.readouterr().out
     assert [line.split("] ")[1].split(" ")[0] for line in plan.splitlines() if "would run (" in line] == \
         ["sft", "eval-sft", "compare", "report"]
+    # --until: only what eval-sft needs (sft is stale, eval-cpt and the rest are left alone)
+    assert main(["run", str(recipe), "--workdir", str(workdir), "sft_lr=0.02", "--until", "eval-sft", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert [line.split("] ")[1].split(" ")[0] for line in plan.splitlines() if "would run (" in line] == \
+        ["sft", "eval-sft"]
+    assert "not selected (--only/--from/--until), would be skipped" in plan
+    assert main(["run", str(recipe), "--workdir", str(workdir), "sft_lr=0.02", "--until", "eval-sft"]) == 0
+    until = _run_ids(workdir)
+    assert {n for n in STAGES if until[n] != last[n]} == {"sft", "eval-sft"}
+    assert main(["run", str(recipe), "--workdir", str(workdir), "sft_lr=0.02", "--dry-run"]) == 0
+    plan = capsys.readouterr().out  # compare and report are behind now
+    assert [line.split("] ")[1].split(" ")[0] for line in plan.splitlines() if "would run (" in line] == \
+        ["compare", "report"]
+    assert main(["run", str(recipe), "--workdir", str(workdir), "sft_lr=0.02", "--only", "qa", "--until", "sft"]) == 2
 
 
 @pytest.mark.slow

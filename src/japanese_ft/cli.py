@@ -445,6 +445,7 @@ def run_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan as jft commands (which stages would run); run nothing."),
     start: Optional[str] = typer.Option(None, "--from", help="Run this stage and every later one, even if up to date."),
     only: Optional[str] = typer.Option(None, "--only", help="Run only this stage (its inputs must exist)."),
+    until: List[str] = typer.Option([], "--until", help="Run only this stage and the stages it needs, skipping up-to-date ones (repeatable)."),
     force: List[str] = typer.Option([], "--force", help="Run this stage and everything downstream of it again (repeatable)."),
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Work directory (default: the recipe's workdir)."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="Processes per training stage (default: the recipe's, else every visible GPU)."),
@@ -453,7 +454,7 @@ def run_cmd(
     """Run a recipe: every stage of the pipeline, skipping the ones that are up to date."""
     from japanese_ft.commands.run import run_recipe
 
-    run_recipe(recipe, list(overrides or []), dry_run, start, only, list(force), workdir, gpus, preset)
+    run_recipe(recipe, list(overrides or []), dry_run, start, only, list(force), workdir, gpus, preset, until=list(until))
 
 
 @app.command("report")

@@ -184,7 +184,7 @@ def invocation(recipe: str, overrides: list[str], options: dict) -> str:
 
 def run_recipe(recipe: str, overrides: list[str], dry_run: bool = False, start: str | None = None,
                only: str | None = None, force: list[str] = (), workdir: Path | None = None, gpus: int | None = None,
-               preset: str | None = None, summary: bool = True):
+               preset: str | None = None, summary: bool = True, until: list[str] = ()):
     """Load, check and plan the recipe; print the plan (`dry_run`) or run it. Returns the outcome."""
     from japanese_ft.pipeline.dryrun import dry_run_text
     from japanese_ft.pipeline.manifest import check_workdir, read_manifest
@@ -195,21 +195,24 @@ def run_recipe(recipe: str, overrides: list[str], dry_run: bool = False, start: 
 
     if start and only:
         raise UserError("--from and --only: give one of them")
+    if only and until:
+        raise UserError("--only and --until: give one of them")
     if gpus is not None and gpus < 1:
         raise UserError(f"--gpus must be >= 1, got {gpus}")
     r = apply_overrides(load_recipe(recipe), list(overrides), preset)
     wd = workdir_of(r, workdir)
     plan = build_plan(r, wd, gpus)
     inv = invocation(recipe, list(overrides), {"--preset": preset, "--workdir": workdir, "--gpus": gpus,
-                                               "--from": start, "--only": only, "--force": list(force)})
+                                               "--from": start, "--only": only, "--until": list(until),
+                                               "--force": list(force)})
     if dry_run:
         manifest = read_manifest(wd) if wd.is_dir() else None
         check_workdir(wd, manifest, r.name)
-        out.print(dry_run_text(plan, decide(plan, manifest, force, start, only), inv + " --dry-run"), end="",
+        out.print(dry_run_text(plan, decide(plan, manifest, force, start, only, until), inv + " --dry-run"), end="",
                   markup=False, highlight=False, soft_wrap=True)
         return None
     quiet_libraries()
-    outcome = execute(plan, force, start, only, ConsoleReporter(), inv)
+    outcome = execute(plan, force, start, only, ConsoleReporter(), inv, until)
     if summary:
         print_summary(plan, outcome)
     return plan, outcome

@@ -37,6 +37,17 @@ class Plan:
                 out.add(st.name)
         return out
 
+    def upstream(self, names: set) -> set:
+        """`names` and every stage they depend on, directly or not."""
+        out = set(names)
+        for st in reversed(self.stages):
+            if st.name in out:
+                out.update(st.deps)
+        return out
+
+
+NOT_SELECTED = ""  # decide()'s value for a stage that --only/--from/--until leave out (falsy: it does not run)
+
 
 def sample_dir() -> Path:
     """The built-in Japanese sample (package data) used by the demo recipe as `${sample}`."""
@@ -162,20 +173,25 @@ def _processes(plan: Plan, stage: Stage) -> int:
 
 
 def decide(plan: Plan, manifest: dict | None, force: list[str] = (), start: str | None = None,
-           only: str | None = None) -> dict:
-    """{stage: reason to run, or None to skip}. A stage runs when it is new, changed (fingerprint),
+           only: str | None = None, until: list[str] = ()) -> dict:
+    """{stage: reason to run, None to skip (up to date), or NOT_SELECTED}. A stage runs when it is new, changed (fingerprint),
     unfinished, missing outputs, forced (with everything downstream), or when an upstream stage runs
-    now or ran after it. `start` (--from) runs it and every later stage; `only` runs just that one."""
+    now or ran after it. `start` (--from) runs it and every later stage; `only` runs just that one; `until` limits the
+    run to the named stages and the stages they depend on (like make's targets)."""
     records = (manifest or {}).get("stages", {})
     forced = plan.downstream({plan.stage(n).name for n in force})
     start_at = [s.name for s in plan.stages].index(plan.stage(start).name) if start else None
     only = plan.stage(only).name if only else None
+    needed = plan.upstream({plan.stage(n).name for n in until}) if until else None
     decisions: dict = {}
     for i, st in enumerate(plan.stages):
         rec = records.get(st.name)
+        if needed is not None and st.name not in needed:
+            decisions[st.name] = NOT_SELECTED
+            continue
         if only is not None or (start_at is not None and i < start_at):
             selected = st.name == only
-            decisions[st.name] = ("--only" if selected else None)
+            decisions[st.name] = ("--only" if selected else NOT_SELECTED)
             continue
         reason = None
         if st.name in forced:

@@ -22,7 +22,7 @@ from japanese_ft.pipeline.manifest import (
     read_manifest,
     write_manifest,
 )
-from japanese_ft.pipeline.plan import Plan, decide
+from japanese_ft.pipeline.plan import NOT_SELECTED, Plan, decide
 
 
 class Reporter:
@@ -56,7 +56,7 @@ class Outcome:
 
 
 def execute(plan: Plan, force=(), start: str | None = None, only: str | None = None, reporter: Reporter | None = None,
-            invocation: str = "") -> Outcome:
+            invocation: str = "", until: list[str] = ()) -> Outcome:
     """Run what needs running (see `plan.decide`) and return the updated manifest."""
     reporter = reporter or Reporter()
     t0 = time.perf_counter()
@@ -65,13 +65,12 @@ def execute(plan: Plan, force=(), start: str | None = None, only: str | None = N
     with WorkdirLock(workdir):
         with _cpu_threads(plan.recipe.cpu_threads):
             manifest = _open_manifest(plan, invocation)
-            decisions = decide(plan, manifest, force, start, only)
+            decisions = decide(plan, manifest, force, start, only, until)
             reporter.begin(plan, decisions)
             outcome = Outcome(manifest)
             for i, st in enumerate(plan.stages, 1):
                 if not decisions[st.name]:
-                    reporter.skip(i, st, "up to date" if manifest["stages"].get(st.name, {}).get("status") == "done"
-                                  else "not selected")
+                    reporter.skip(i, st, "not selected" if decisions[st.name] == NOT_SELECTED else "up to date")
                     outcome.skipped.append(st.name)
                     continue
                 _run_stage(plan, manifest, i, st, decisions[st.name], reporter)
