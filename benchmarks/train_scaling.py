@@ -221,6 +221,18 @@ def _hf_steps_sft(cfg, train_data: str, steps: int, seed: int = 0):
     return out, {"examples_per_micro_batch": micro, "micro_batches_per_step": accum, "examples_per_packed_row": per_row}
 
 
+def halve_micro_batches(micro_batches: list[dict]) -> list[dict]:
+    """Each micro-batch as two of half its rows (tensors whose first dimension is the batch)."""
+    out = []
+    for b in micro_batches:
+        n = b["input_ids"].shape[0]
+        if n < 2:
+            raise RuntimeError("hf eager: one row of a micro-batch does not fit in memory")
+        for rows in (slice(0, n // 2), slice(n // 2, n)):
+            out.append({k: v[rows] if getattr(v, "ndim", 0) and v.shape[0] == n else v for k, v in b.items()})
+    return out
+
+
 def run_hf(args, cfg, train_data: str) -> dict:
     import torch
 
@@ -237,17 +249,31 @@ def run_hf(args, cfg, train_data: str) -> dict:
                                            cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout)
     opt = hf_baseline.optimizer(params, device, cfg.train.lr, tuple(cfg.train.betas), cfg.train.weight_decay)
     sched = cfg.train  # config.TrainingConfig is a ScheduleConfig
-    losses, rates = [], []
+    losses, rates, splits = [], [], 0
     for i, micro_batches in enumerate(steps):
         real = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in micro_batches)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        loss, _ = hf_baseline.step(model, opt, params, micro_batches, device, lr_at(i, sched))  # syncs
+        for _ in range(splits):
+            micro_batches = halve_micro_batches(micro_batches)
+        while True:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            try:
+                loss, _ = hf_baseline.step(model, opt, params, micro_batches, device, lr_at(i, sched))  # syncs
+                break
+            except torch.OutOfMemoryError:
+                # HF's loss over full logits did not fit (LoRA at micro 8 on an H200, 2026-12-01): the same
+                # examples in micro-batches of half the rows give the same token-weighted update
+                opt.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                splits += 1
+                micro_batches = halve_micro_batches(micro_batches)
+                print(f"hf eager: out of memory; micro-batches split {2 ** splits} ways", flush=True)
         rates.append(real / (time.perf_counter() - t0))
         losses.append(loss)
     tps = rates[args.warmup :] or rates
-    rec = {"run": "hf eager x1", "nproc": 1, "losses": losses, "tokens_per_s": statistics.median(tps), **info}
+    rec = {"run": "hf eager x1", "nproc": 1, "losses": losses, "tokens_per_s": statistics.median(tps),
+           "micro_batch_split": 2 ** splits, **info}
     if device.type == "cuda":
         rec["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
     print(f"hf eager: {rec['tokens_per_s']:,.0f} tok/s (real tokens), loss {losses[0]:.4f} -> {losses[-1]:.4f}", flush=True)
