@@ -46,3 +46,10 @@ def test_shared_rule_modules_stay_light():
     heavy = ("torch", "transformers", "matplotlib", "peft", "filelock")
     for module in ("tokens.py", "files.py", "runtime.py", "figures.py", "config.py", "errors.py"):
         assert _offenders(module, heavy, top_level_only=True) == {}, module
+
+
+def test_model_does_not_import_the_layers_above_it():
+    """model/ (load, import, extend-vocab, LoRA and its base record) sits under train/ and eval/."""
+    above = ("japanese_ft.train", "japanese_ft.eval", "japanese_ft.pipeline", "japanese_ft.commands",
+             "japanese_ft.report", "japanese_ft.cli")
+    assert _offenders("model", above) == {}

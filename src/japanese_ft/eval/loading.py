@@ -11,23 +11,12 @@ which PEFT checks while loading. A mismatch is a UserError that says so.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from japanese_ft.errors import UserError
-
-# Architecture fields that must agree between the adapter's base and --model.
-SHAPE_FIELDS = (
-    "model_type",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "num_key_value_heads",
-    "intermediate_size",
-    "vocab_size",
-)
+from japanese_ft.model.lora import BASE_RECORD, SHAPE_FIELDS, weights_fingerprint  # no torch/peft at import
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -52,21 +41,6 @@ def _check_model_dir(model_dir: Path) -> None:
         raise UserError(f"--model {model_dir}: no *.safetensors weights (only safetensors checkpoints are loaded)")
 
 
-def weights_fingerprint(model_dir: Path, chunk: int = 1 << 20) -> str:
-    """Cheap identity of a checkpoint's weights: sizes plus the first and last MiB of every
-    safetensors file. Copies of a checkpoint agree; a continued-pre-trained model does not."""
-    h = hashlib.blake2b(digest_size=16)
-    for path in sorted(Path(model_dir).glob("*.safetensors")):
-        size = path.stat().st_size
-        h.update(f"{path.name}:{size}".encode())
-        with open(path, "rb") as fh:
-            h.update(fh.read(chunk))
-            if size > 2 * chunk:
-                fh.seek(size - chunk)
-                h.update(fh.read(chunk))
-    return h.hexdigest()
-
-
 def check_adapter_base(model_dir: Path, adapter_dir: Path) -> dict:
     """Raise UserError when the adapter was trained on a different base than `model_dir`.
 
@@ -80,7 +54,7 @@ def check_adapter_base(model_dir: Path, adapter_dir: Path) -> dict:
     adapter_cfg = _read_json(cfg_path, "adapter config")
     base = adapter_cfg.get("base_model_name_or_path")
     model_cfg = _read_json(model_dir / "config.json", "model config")
-    record_path = adapter_dir / "base_model.json"  # model.lora.BASE_RECORD (not imported: that module pulls in more)
+    record_path = adapter_dir / BASE_RECORD
     record = _read_json(record_path, "adapter base record") if record_path.exists() else {}
     if "fingerprint" in record:
         base = record.get("path", base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from japanese_ft.errors import UserError
@@ -36,14 +37,38 @@ def load_adapter(model, adapter_dir: str | Path, trainable: bool = True):
 
 BASE_RECORD = "base_model.json"
 
+# Architecture fields that must agree between the adapter's base and --model.
+SHAPE_FIELDS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+)
+
+
+def weights_fingerprint(model_dir: Path, chunk: int = 1 << 20) -> str:
+    """Cheap identity of a checkpoint's weights: sizes plus the first and last MiB of every
+    safetensors file. Copies of a checkpoint agree; a continued-pre-trained model does not."""
+    h = hashlib.blake2b(digest_size=16)
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        size = path.stat().st_size
+        h.update(f"{path.name}:{size}".encode())
+        with open(path, "rb") as fh:
+            h.update(fh.read(chunk))
+            if size > 2 * chunk:
+                fh.seek(size - chunk)
+                h.update(fh.read(chunk))
+    return h.hexdigest()
+
 
 def record_base(adapter_dir: str | Path, base: str) -> None:
     """Write BASE_RECORD next to a saved adapter: the base's resolved path, architecture fields and
     weights fingerprint, so the adapter can be checked against --model from any working directory
     (PEFT's base_model_name_or_path is the path as typed, often relative). Hub ids: path only."""
     import json
-
-    from japanese_ft.eval.loading import SHAPE_FIELDS, weights_fingerprint
 
     base_p = Path(base).expanduser()
     record: dict = {"name_or_path": base}
