@@ -160,6 +160,9 @@ def test_changing_one_sft_setting_reruns_sft_and_what_depends_on_it(reference, r
         ["sft", "eval-sft"]
     assert "not selected (--only/--from/--until), would be skipped" in plan
     assert main(["run", str(recipe), "--workdir", str(workdir), "sft_lr=0.02", "--until", "eval-sft"]) == 0
+    shown = capsys.readouterr()
+    assert "(2 to run, 6 up to date, 3 not selected)" in shown.out + shown.err
+    assert "[10/11] compare  not selected" in shown.out + shown.err
     until = _run_ids(workdir)
     assert {n for n in STAGES if until[n] != last[n]} == {"sft", "eval-sft"}
     assert main(["run", str(recipe), "--workdir", str(workdir), "sft_lr=0.02", "--dry-run"]) == 0

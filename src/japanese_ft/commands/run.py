@@ -71,9 +71,12 @@ class ConsoleReporter:
     def begin(self, plan, decisions) -> None:
         self.n = len(plan.stages)
         self.width = max(len(s.name) for s in plan.stages)
+        from japanese_ft.pipeline.plan import NOT_SELECTED
+
         todo = sum(1 for v in decisions.values() if v)
+        left_out = sum(1 for v in decisions.values() if v == NOT_SELECTED)
         self._say(f"jft run {plan.recipe.name}: {self.n} stages in {plan.workdir} ({todo} to run, "
-                  f"{self.n - todo} up to date)")
+                  f"{self.n - todo - left_out} up to date" + (f", {left_out} not selected)" if left_out else ")"))
 
     def skip(self, i, stage, reason) -> None:
         self._say(f"{self._head(i, stage.name)} {reason}", style="dim")
