@@ -142,3 +142,21 @@ def test_metrics_without_the_tensorboard_extra(tmp_path, monkeypatch):
     assert [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [3.0, 1.5]
     assert plot_training_curve(tmp_path / "run" / "metrics.jsonl", tmp_path / "run" / "curve.png").stat().st_size > 1000
     assert not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_read_json_errors_name_the_file_and_line(tmp_path):
+    from japanese_ft.files import read_json
+
+    good = tmp_path / "ok.json"
+    good.write_text('{"a": [1, "日本"]}', encoding="utf-8")
+    assert read_json(good) == {"a": [1, "日本"]}
+    with pytest.raises(UserError, match=r"nope\.json: no such result file$"):
+        read_json(tmp_path / "nope.json", "result file")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "a": 1,\n  oops\n}', encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad\.json:3: invalid JSON \("):
+        read_json(bad)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"a": "\xe9"}')
+    with pytest.raises(UserError, match=r"latin\.json: not UTF-8 \(invalid continuation byte at byte 7\)"):
+        read_json(latin)

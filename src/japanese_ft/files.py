@@ -75,6 +75,21 @@ def write_json(path: str | Path, obj) -> Path:
     return write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
+def read_json(path: str | Path, what: str = "file"):
+    """A JSON file's content, or a one-line UserError naming the file (and the line of a syntax error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such {what}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+
+
 def write_lines(path: str | Path, lines) -> Path:
     """Strings as they come (each carries its own newline), atomically; `lines` may be a generator."""
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:

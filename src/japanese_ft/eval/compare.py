@@ -8,10 +8,10 @@ so a table never puts numbers of different formats side by side as if they were 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from japanese_ft.errors import UserError
+from japanese_ft.files import read_json
 
 # Headline metrics per task, in display order; `higher` tells which direction is better.
 HEADLINE = {
@@ -40,12 +40,7 @@ def load_result(path: str | Path) -> tuple[str, dict[str, float], dict[str, bool
     """(label, {"task.metric": value}, {"task.metric": higher_is_better}, {"task.metric": format}) from
     a result JSON: a single evaluation (`jft eval jsquad|jcommonsenseqa|perplexity`) or a suite."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such result file")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    obj = read_json(path, "result file")
     if not isinstance(obj, dict):
         raise UserError(f"{path}: not a jft result file")
     label = obj.get("label") or (obj.get("model_info") or {}).get("label") or path.stem

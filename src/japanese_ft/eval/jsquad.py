@@ -27,6 +27,7 @@ from japanese_ft.eval.prompts import (
     jsquad_input,
     jsquad_prompt,
 )
+from japanese_ft.files import read_json
 
 SEP = " [SEP] "
 
@@ -46,15 +47,6 @@ class QAItem:
 def _strip_title(context: str) -> str:
     head, sep, rest = context.partition(SEP)
     return rest if sep and len(head) <= 200 and "\n" not in head else context
-
-
-def _load_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 ({exc})") from None
 
 
 def read_squad(path: str | Path, strip_title: bool = False) -> tuple[list[QAItem], int]:
@@ -100,7 +92,7 @@ def read_shots(path: str | Path, strip_title: bool = False) -> list[Shot]:
         if not shots:
             raise UserError(f"{path}: no few-shot examples")
         return shots
-    obj = _load_json(path)
+    obj = read_json(path, "data file")
     for key in ("samples", "few_shots"):
         if isinstance(obj, dict) and isinstance(obj.get(key), list):
             try:

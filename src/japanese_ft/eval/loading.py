@@ -11,19 +11,12 @@ which PEFT checks while loading. A mismatch is a UserError that says so.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from japanese_ft.errors import UserError
+from japanese_ft.files import read_json
 from japanese_ft.model.lora import BASE_RECORD, SHAPE_FIELDS, weights_fingerprint  # no torch/peft at import
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read {what} ({exc})") from None
 
 
 def _check_model_dir(model_dir: Path) -> None:
@@ -51,11 +44,11 @@ def check_adapter_base(model_dir: Path, adapter_dir: Path) -> dict:
     cfg_path = adapter_dir / "adapter_config.json"
     if not cfg_path.exists():
         raise UserError(f"--adapter {adapter_dir}: no adapter_config.json (not a PEFT adapter)")
-    adapter_cfg = _read_json(cfg_path, "adapter config")
+    adapter_cfg = read_json(cfg_path, "adapter config")
     base = adapter_cfg.get("base_model_name_or_path")
-    model_cfg = _read_json(model_dir / "config.json", "model config")
+    model_cfg = read_json(model_dir / "config.json", "model config")
     record_path = adapter_dir / BASE_RECORD
-    record = _read_json(record_path, "adapter base record") if record_path.exists() else {}
+    record = read_json(record_path, "adapter base record") if record_path.exists() else {}
     if "fingerprint" in record:
         base = record.get("path", base)
         diffs = [f"{k} {v} vs {model_cfg.get(k)}" for k, v in record.get("config", {}).items()
@@ -72,7 +65,7 @@ def check_adapter_base(model_dir: Path, adapter_dir: Path) -> dict:
         if not base_path.is_absolute():
             base_path = (Path.cwd() / base_path)
         if (base_path / "config.json").exists():
-            base_cfg = _read_json(base_path / "config.json", "adapter base config")
+            base_cfg = read_json(base_path / "config.json", "adapter base config")
             diffs = [
                 f"{k} {base_cfg.get(k)} vs {model_cfg.get(k)}"
                 for k in SHAPE_FIELDS

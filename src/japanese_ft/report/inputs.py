@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from japanese_ft.errors import UserError
+from japanese_ft.files import read_json
 
 QWEN25_05B_PARAMETERS = 494_032_768  # Qwen2.5-0.5B with tied embeddings (its config.json), the real recipe's model
 
@@ -108,12 +109,7 @@ def read_run(path: str | Path, seconds: float | None = None) -> Run:
 
 def read_result(path: str | Path) -> Result:
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such result file")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    obj = read_json(path, "result file")
     if not isinstance(obj, dict) or "task" not in obj:
         raise UserError(f"{path}: not a jft result file (no 'task' field)")
     results = obj.get("results") if obj["task"] == "suite" else {obj["task"]: obj}

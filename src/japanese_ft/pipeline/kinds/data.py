@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from japanese_ft.data.qa_article import QAOptions  # plain dataclass, no heavy imports
 from japanese_ft.pipeline.kinds.base import Kind, Stage, choice, register, shell, summary_of
 
 
@@ -150,16 +151,16 @@ class PrepareCorpus(Kind):
 
 
 @dataclass
-class BuildQASettings:
+class BuildQASettings:  # defaults are build-qa's own (QAOptions), so a stage that omits a key runs the command's default
     inputs: list[str]
-    seed: int = 42
-    validation_ratio: float = 0.05
-    chunk_chars: int = 800
-    max_input_chars: int = 200
-    min_output_chars: int = 50
-    max_output_chars: int = 1500
-    text_key: str = "text"
-    strict: bool = False
+    seed: int = QAOptions.seed
+    validation_ratio: float = QAOptions.validation_ratio
+    chunk_chars: int = QAOptions.chunk_chars
+    max_input_chars: int = QAOptions.max_input_chars
+    min_output_chars: int = QAOptions.min_output_chars
+    max_output_chars: int = QAOptions.max_output_chars
+    text_key: str = QAOptions.text_key
+    strict: bool = QAOptions.strict
     exclude_squad: list[str] = field(default_factory=list)
     report: bool = False  # also write WORKDIR/<stage>/report.json (pairs and drop reasons per kind, examples)
 
@@ -181,8 +182,6 @@ class BuildQA(Kind):
         return {**out, "report": str(d / "report.json")} if s.report else out
 
     def prepare(self, stage: Stage) -> None:
-        from japanese_ft.data.qa import QAOptions
-
         s = stage.settings
         if not s.inputs:
             raise stage.error("inputs must list at least one file or directory")
